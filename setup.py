@@ -1,0 +1,47 @@
+"""videomae_jax: VideoMAE V2 and MATS/EVEREST in JAX/Flax.
+
+The pins are the versions the test suite ran with (CPU, Python 3.11, 2026-11-23). Widen them only after running
+`bash .ci/run` against the new versions.
+"""
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "grain==0.2.18",
+    "array-record==0.8.6",
+    "tensorflow-datasets==4.9.10",
+    # clu's metric writers import TensorFlow (for the TensorBoard summary writer).
+    "tensorflow-cpu==2.21.0",
+    "ml-collections==1.1.0",
+    "clu==0.0.12",
+    "numpy==2.4.6",
+    "pillow==13.0.0",
+    "tqdm==4.70.1",
+    "absl-py==2.5.1",
+    # Video decoding: decord is the fast path where it has a wheel (x86-64 Linux); PyAV is the fallback
+    # everywhere and also the encoder used by data_prep and the tests.
+    "av==18.1.0",
+    "decord==0.6.0; platform_machine == 'x86_64' and sys_platform == 'linux'",
+]
+
+EXTRAS_REQUIRE = {
+    # Checkpoint conversion to and from PyTorch. Never needed to train.
+    "torch": ["torch==2.13.0", "transformers==5.23.0", "safetensors==0.8.0"],
+    "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
+}
+
+setuptools.setup(
+    name="videomae_jax",
+    version="0.1.0",
+    description="VideoMAE V2 and MATS/EVEREST motion-aware token selection in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["videomae_jax", "videomae_jax.*", "data_prep", "data_prep.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)

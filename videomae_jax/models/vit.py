@@ -1,0 +1,229 @@
+"""Video ViT building blocks and the encoder, exactly as the VideoMAE V2 release defines them.
+
+Parameter names follow the PyTorch modules one-to-one (`patch_embed/proj`, `blocks/{i}/attn/qkv`, `q_bias`, ...)
+so checkpoint conversion is a rename plus a transpose. With `scan_layers` the blocks live under `blocks/layers`
+with a leading layer axis on every leaf; `videomae_jax.models.layer_stacking` converts between the two layouts.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from videomae_jax.models import posembed
+from videomae_jax.models.variants import ModelSpec
+
+Initializer = Callable[..., jax.Array]
+
+XAVIER = nn.initializers.xavier_uniform()
+TRUNC_NORMAL = nn.initializers.truncated_normal(stddev=0.02)
+# PyTorch's default Conv3d init (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)). VideoMAE's
+# `_init_weights` touches Linear and LayerNorm only, so the patch embedding keeps it.
+TORCH_CONV_KERNEL = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_conv_bias(fan_in: int) -> Initializer:
+  bound = 1.0 / np.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def dtype_of(name: str):
+  return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+REMAT_POLICY_FNS = {
+    "full": None,  # save nothing but the block input; recompute everything in the backward pass
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+class PatchEmbed(nn.Module):
+  """Conv3d with kernel = stride = (tubelet, P, P); [B, T, H, W, 3] -> [B, T'*H'*W', D] in (t, h, w) order."""
+  width: int
+  tubelet_size: int
+  patch_size: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, video: jax.Array) -> jax.Array:
+    kernel = (self.tubelet_size, self.patch_size, self.patch_size)
+    fan_in = 3 * self.tubelet_size * self.patch_size * self.patch_size
+    x = nn.Conv(self.width, kernel_size=kernel, strides=kernel, padding="VALID", dtype=self.dtype,
+                kernel_init=TORCH_CONV_KERNEL, bias_init=torch_conv_bias(fan_in), name="proj")(video)
+    return x.reshape(x.shape[0], -1, self.width)
+
+
+class Attention(nn.Module):
+  """Multi-head self-attention with a fused bias-free qkv matrix plus learnable q_bias, v_bias (key bias is 0)."""
+  width: int
+  num_heads: int
+  dtype: jnp.dtype = jnp.float32
+  attention_impl: str = "auto"
+  kernel_init: Initializer = XAVIER
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    batch, tokens, _ = x.shape
+    head_dim = self.width // self.num_heads
+    qkv = nn.Dense(3 * self.width, use_bias=False, dtype=self.dtype, kernel_init=self.kernel_init,
+                   name="qkv")(x)
+    q_bias = self.param("q_bias", nn.initializers.zeros, (self.width,), jnp.float32)
+    v_bias = self.param("v_bias", nn.initializers.zeros, (self.width,), jnp.float32)
+    # The key bias is a constant zero in the official model: adding it to softmax logits would be a per-query
+    # constant, which softmax ignores, so it is never a parameter.
+    bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(qkv.dtype)
+    qkv = (qkv + bias).reshape(batch, tokens, 3, self.num_heads, head_dim)
+    query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    implementation = None if self.attention_impl == "auto" else self.attention_impl
+    out = jax.nn.dot_product_attention(query, key, value, scale=head_dim ** -0.5,
+                                       implementation=implementation)
+    out = out.reshape(batch, tokens, self.width)
+    return nn.Dense(self.width, dtype=self.dtype, kernel_init=self.kernel_init, name="proj")(out)
+
+
+class Mlp(nn.Module):
+  hidden_dim: int
+  out_dim: int
+  dtype: jnp.dtype = jnp.float32
+  kernel_init: Initializer = XAVIER
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=self.kernel_init, name="fc1")(x)
+    x = nn.gelu(x, approximate=False)  # the official model uses nn.GELU(), the exact erf form
+    return nn.Dense(self.out_dim, dtype=self.dtype, kernel_init=self.kernel_init, name="fc2")(x)
+
+
+def drop_path(x: jax.Array, rate: jax.Array, rng: jax.Array) -> jax.Array:
+  """Stochastic depth: drops the whole residual branch per sample with probability `rate` (may be traced)."""
+  keep_prob = 1.0 - rate
+  keep = jax.random.bernoulli(rng, keep_prob, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(keep, x / keep_prob.astype(x.dtype), jnp.zeros_like(x))
+
+
+class Block(nn.Module):
+  """Pre-norm transformer block. Returns (x, None) so the same module works under `nn.scan`."""
+  width: int
+  num_heads: int
+  mlp_dim: int
+  use_drop_path: bool = False
+  dtype: jnp.dtype = jnp.float32
+  attention_impl: str = "auto"
+  layer_norm_eps: float = 1e-6
+  kernel_init: Initializer = XAVIER
+
+  @nn.compact
+  def __call__(self, x: jax.Array, drop_rate: jax.Array, deterministic: bool):
+    def residual(branch):
+      if self.use_drop_path and not deterministic:
+        return drop_path(branch, drop_rate, self.make_rng("dropout"))
+      return branch
+
+    norm = lambda name: nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name=name)
+    y = Attention(self.width, self.num_heads, self.dtype, self.attention_impl, self.kernel_init,
+                  name="attn")(norm("norm1")(x))
+    x = x + residual(y)
+    y = Mlp(self.mlp_dim, self.width, self.dtype, self.kernel_init, name="mlp")(norm("norm2")(x))
+    x = x + residual(y)
+    return x, None
+
+
+class BlockStack(nn.Module):
+  """`depth` blocks: a Python loop (params `0`, `1`, ...) or one `nn.scan` (params `layers`, stacked on axis 0).
+
+  Both give identical outputs from the same weights. Stochastic depth rates rise linearly from 0 to
+  `drop_path_rate` over the depth, as in the official model.
+  """
+  depth: int
+  width: int
+  num_heads: int
+  mlp_dim: int
+  drop_path_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+  attention_impl: str = "auto"
+  scan_layers: bool = False
+  remat_policy: str = "none"
+  layer_norm_eps: float = 1e-6
+  kernel_init: Initializer = XAVIER
+
+  def _block_class(self):
+    block_cls = Block
+    if self.remat_policy != "none":
+      # static_argnums counts `self` as 0: argument 3 is `deterministic`, a Python bool.
+      block_cls = nn.remat(Block, policy=REMAT_POLICY_FNS[self.remat_policy], static_argnums=(3,),
+                           prevent_cse=not self.scan_layers)
+    return block_cls
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+    rates = np.linspace(0.0, self.drop_path_rate, self.depth, dtype=np.float32) if self.depth > 1 else \
+        np.zeros((self.depth,), np.float32)
+    kwargs = dict(width=self.width, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                  use_drop_path=self.drop_path_rate > 0, dtype=self.dtype, attention_impl=self.attention_impl,
+                  layer_norm_eps=self.layer_norm_eps, kernel_init=self.kernel_init)
+    block_cls = self._block_class()
+    if self.scan_layers:
+      scanned = nn.scan(block_cls, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                        in_axes=(0, nn.broadcast), length=self.depth)
+      x, _ = scanned(**kwargs, name="layers")(x, jnp.asarray(rates), deterministic)
+      return x
+    for index in range(self.depth):
+      x, _ = block_cls(**kwargs, name=str(index))(x, jnp.asarray(rates[index]), deterministic)
+    return x
+
+
+def gather_tokens(tokens: jax.Array, indices: jax.Array) -> jax.Array:
+  """tokens [B, N, D], indices [B, K] int -> [B, K, D]. Batch-local: no communication when B is sharded."""
+  return jnp.take_along_axis(tokens, indices[..., None].astype(jnp.int32), axis=1)
+
+
+class VideoViTEncoder(nn.Module):
+  """Video ViT encoder: tubelet embedding + fixed sinusoid positions + blocks (+ final LayerNorm).
+
+  `keep_indices` [B, K] selects which tokens enter the blocks (masking and token selection live outside the
+  module and hand it a static-length index array). Output [B, K, width].
+  """
+  spec: ModelSpec
+  use_final_norm: bool = True
+  kernel_init: Initializer = XAVIER
+
+  def setup(self):
+    spec = self.spec
+    dtype = dtype_of(spec.compute_dtype)
+    self.patch_embed = PatchEmbed(spec.width, spec.tubelet_size, spec.patch_size, dtype)
+    self.blocks = BlockStack(
+        depth=spec.depth, width=spec.width, num_heads=spec.num_heads, mlp_dim=spec.mlp_dim,
+        drop_path_rate=spec.drop_path_rate, dtype=dtype, attention_impl=spec.attention_impl,
+        scan_layers=spec.scan_layers, remat_policy=spec.remat_policy, layer_norm_eps=spec.layer_norm_eps,
+        kernel_init=self.kernel_init)
+    if self.use_final_norm:
+      self.norm = nn.LayerNorm(epsilon=spec.layer_norm_eps, dtype=dtype)
+
+  def embed_patches(self, video: jax.Array) -> jax.Array:
+    """[B, T, H, W, 3] -> patch embeddings [B, N, width] before position embedding (the MATS score input)."""
+    return self.patch_embed(video)
+
+  def __call__(self, video: jax.Array, keep_indices: Optional[jax.Array] = None, *,
+               train: bool = False) -> jax.Array:
+    spec = self.spec
+    expected = (spec.num_frames, spec.image_size, spec.image_size, 3)
+    if tuple(video.shape[1:]) != expected:
+      raise ValueError(f"encoder expects video [B, {', '.join(map(str, expected))}] (NTHWC), got {video.shape}")
+    x = self.patch_embed(video)
+    table = posembed.position_table(spec.grid, spec.width, spec.pos_embed_grid)
+    x = (x.astype(jnp.float32) + jnp.asarray(table)[None]).astype(x.dtype)
+    if keep_indices is not None:
+      x = gather_tokens(x, keep_indices)
+    x = self.blocks(x, deterministic=not train)
+    if self.use_final_norm:
+      x = self.norm(x)
+    return x
