@@ -1,0 +1,263 @@
+"""The ViT family against REFERENCE.md sections 1 and 5: sizes, semantics, scan/remat/bf16 options, config errors."""
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_MODEL
+from videomae_jax.models import (VARIANTS, ConfigError, VideoClassifier, VideoMAEPretrainModel,
+                                 model_spec_from_config)
+from videomae_jax.models import layer_stacking, posembed
+from videomae_jax.models.vit import Attention
+
+
+def count(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def pretrain_shapes(spec, batch=1, num_visible=8, num_decoder=16):
+  model = VideoMAEPretrainModel(spec)
+  video = jax.ShapeDtypeStruct((batch, spec.num_frames, spec.image_size, spec.image_size, 3), jnp.float32)
+  enc = jax.ShapeDtypeStruct((batch, num_visible), jnp.int32)
+  dec = jax.ShapeDtypeStruct((batch, num_decoder), jnp.int32)
+  variables = jax.eval_shape(lambda v, e, d: model.init(jax.random.key(0), v, e, d), video, enc, dec)
+  out = jax.eval_shape(lambda p, v, e, d: model.apply(p, v, e, d), variables, video, enc, dec)
+  return variables["params"], out
+
+
+# (variant, encoder params, pretraining total, tokens, decoder MLP hidden): REFERENCE.md section 1.
+REFERENCE_SIZES = [("S", 21.88, 24.03, 1568, 768), ("B", 86.23, 94.21, 1568, 1536),
+                   ("L", 303.86, 317.78, 1568, 2048), ("H", 631.60, 645.66, 1568, 2048),
+                   ("g", 1011.61, 1026.31, 2048, 2234)]
+
+
+@pytest.mark.parametrize("variant,encoder_m,total_m,tokens,decoder_mlp", REFERENCE_SIZES)
+def test_parameter_counts_and_shapes_match_reference(variant, encoder_m, total_m, tokens, decoder_mlp):
+  spec = model_spec_from_config({"variant": variant})
+  params, out = pretrain_shapes(spec, batch=2, num_visible=16, num_decoder=24)
+  # The reference quotes millions to two decimals (631.607M is listed as 631.60M): agree to 0.01M.
+  assert abs(count(params["encoder"]) / 1e6 - encoder_m) < 0.01
+  assert abs(count(params) / 1e6 - total_m) < 0.01
+  assert spec.num_tokens == tokens
+  assert spec.decoder_mlp_dim == decoder_mlp
+  assert params["decoder"]["blocks"]["0"]["mlp"]["fc1"]["kernel"].shape == (spec.decoder_width, decoder_mlp)
+  # Decoder head predicts one normalized tubelet: 3 * 2 * P * P values (1536 for P=16, 1176 for P=14).
+  assert out.shape == (2, 24, 3 * 2 * spec.patch_size ** 2)
+  assert out.shape[-1] == (1176 if variant == "g" else 1536)
+  v = VARIANTS[variant]
+  blk = params["encoder"]["blocks"]["0"]
+  assert blk["attn"]["qkv"]["kernel"].shape == (v.width, 3 * v.width)
+  assert "bias" not in blk["attn"]["qkv"]  # fused qkv has no bias; q_bias and v_bias are separate
+  assert blk["attn"]["q_bias"].shape == blk["attn"]["v_bias"].shape == (v.width,)
+  assert params["encoder"]["patch_embed"]["proj"]["kernel"].shape == (2, v.patch_size, v.patch_size, 3, v.width)
+  assert set(params["encoder_to_decoder"]) == {"kernel"}
+  assert params["mask_token"].shape == (1, 1, v.decoder_width)
+  assert len(params["encoder"]["blocks"]) == v.depth and len(params["decoder"]["blocks"]) == 4
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_classifier_shapes_every_variant(variant):
+  spec = model_spec_from_config({"variant": variant, "num_classes": 400})
+  model = VideoClassifier(spec)
+  video = jax.ShapeDtypeStruct((2, 16, 224, 224, 3), jnp.float32)
+  variables = jax.eval_shape(lambda v: model.init(jax.random.key(0), v), video)
+  logits = jax.eval_shape(lambda p, v: model.apply(p, v), variables, video)
+  assert logits.shape == (2, 400)
+  assert "norm" not in variables["params"]["encoder"]  # fine-tuning model: final norm is identity, fc_norm instead
+  assert variables["params"]["fc_norm"]["scale"].shape == (VARIANTS[variant].width,)
+
+
+def _inputs(spec, batch=2, seed=1):
+  video = jax.random.normal(jax.random.key(seed), (batch, spec.num_frames, spec.image_size, spec.image_size, 3))
+  n = spec.num_tokens
+  enc = jnp.tile(jnp.arange(0, n, 4)[None], (batch, 1)).astype(jnp.int32)
+  dec = jnp.tile(jnp.arange(1, n, 2)[None], (batch, 1)).astype(jnp.int32)
+  return video, enc, dec
+
+
+def test_scanned_equals_unscanned_from_same_weights():
+  spec = model_spec_from_config(TINY_MODEL)
+  spec_scan = model_spec_from_config(dict(TINY_MODEL, scan_layers=True, remat_policy="full"))
+  video, enc, dec = _inputs(spec)
+  variables = VideoMAEPretrainModel(spec).init(jax.random.key(0), video, enc, dec)
+  out = VideoMAEPretrainModel(spec).apply(variables, video, enc, dec)
+  stacked = layer_stacking.stack_layers(variables["params"])
+  assert layer_stacking.is_scanned(stacked)
+  out_scan = VideoMAEPretrainModel(spec_scan).apply({"params": stacked}, video, enc, dec)
+  np.testing.assert_allclose(out_scan, out, rtol=1e-5, atol=1e-5)
+  # Gradients agree too (remat only changes what is stored, not what is computed).
+  loss = lambda m, p: jnp.mean(m.apply({"params": p}, video, enc, dec) ** 2)
+  grads = jax.grad(lambda p: loss(VideoMAEPretrainModel(spec), p))(variables["params"])
+  grads_scan = jax.grad(lambda p: loss(VideoMAEPretrainModel(spec_scan), p))(stacked)
+  for a, b in zip(jax.tree.leaves(layer_stacking.stack_layers(grads)), jax.tree.leaves(grads_scan)):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+  # And the layout conversion is exact both ways.
+  back = layer_stacking.unstack_layers(stacked)
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(variables["params"])):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("policy", ["dots", "nothing_saveable", "dots_with_no_batch_dims"])
+def test_remat_policies_do_not_change_outputs(policy):
+  spec = model_spec_from_config(dict(TINY_MODEL, remat_policy=policy, scan_layers=True))
+  base = model_spec_from_config(dict(TINY_MODEL, scan_layers=True))
+  video, enc, dec = _inputs(spec)
+  variables = VideoMAEPretrainModel(base).init(jax.random.key(0), video, enc, dec)
+  f = lambda s: jax.grad(lambda p: jnp.sum(VideoMAEPretrainModel(s).apply({"params": p}, video, enc, dec)))(
+      variables["params"])
+  for a, b in zip(jax.tree.leaves(f(spec)), jax.tree.leaves(f(base))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_same_params_and_different_seed_differs():
+  spec = model_spec_from_config(TINY_MODEL)
+  video, enc, dec = _inputs(spec)
+  model = VideoMAEPretrainModel(spec)
+  a = model.init(jax.random.key(7), video, enc, dec)
+  b = model.init(jax.random.key(7), video, enc, dec)
+  c = model.init(jax.random.key(8), video, enc, dec)
+  assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert not np.array_equal(a["params"]["encoder"]["patch_embed"]["proj"]["kernel"],
+                            c["params"]["encoder"]["patch_embed"]["proj"]["kernel"])
+
+
+def test_initialization_follows_official_rules():
+  spec = model_spec_from_config(dict(TINY_MODEL, width=256, num_heads=4, mlp_dim=512))
+  video, enc, dec = _inputs(spec)
+  params = VideoMAEPretrainModel(spec).init(jax.random.key(0), video, enc, dec)["params"]
+  blk = params["encoder"]["blocks"]["0"]
+  # xavier-uniform on the fused [D, 3D] matrix: bound sqrt(6 / (D + 3D)).
+  bound = math.sqrt(6 / (256 + 3 * 256))
+  qkv = np.asarray(blk["attn"]["qkv"]["kernel"])
+  assert qkv.max() <= bound and qkv.min() >= -bound and qkv.max() > 0.9 * bound
+  np.testing.assert_array_equal(blk["attn"]["q_bias"], 0)
+  np.testing.assert_array_equal(blk["norm1"]["scale"], 1)
+  np.testing.assert_array_equal(blk["mlp"]["fc1"]["bias"], 0)
+  assert 0.015 < float(np.std(params["mask_token"])) < 0.025 or params["mask_token"].size < 64
+  classifier = VideoClassifier(model_spec_from_config(dict(TINY_MODEL, num_classes=10)))
+  head = classifier.init(jax.random.key(0), video)["params"]["head"]
+  # trunc-normal(0.02) scaled by init_scale 0.001.
+  assert float(np.abs(head["kernel"]).max()) <= 0.02 * 2 * 0.001 + 1e-9
+  np.testing.assert_array_equal(head["bias"], 0)
+
+
+def test_attention_matches_explicit_reference():
+  """q_bias and v_bias are added, the key bias is zero, scale head_dim**-0.5, rows of qkv are [q; k; v]."""
+  width, heads, tokens = 32, 4, 6
+  attn = Attention(width, heads)
+  x = jax.random.normal(jax.random.key(0), (2, tokens, width))
+  params = attn.init(jax.random.key(1), x)["params"]
+  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(2), p.shape), params)
+  out = attn.apply({"params": params}, x)
+  w = np.asarray(params["qkv"]["kernel"], np.float64)
+  qkv = np.asarray(x, np.float64) @ w + np.concatenate([params["q_bias"], np.zeros(width), params["v_bias"]])
+  q, k, v = np.split(qkv, 3, axis=-1)
+  split = lambda a: a.reshape(2, tokens, heads, width // heads).transpose(0, 2, 1, 3)
+  q, k, v = split(q), split(k), split(v)
+  logits = q @ k.transpose(0, 1, 3, 2) * (width // heads) ** -0.5
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(2, tokens, width)
+  expected = ctx @ np.asarray(params["proj"]["kernel"]) + np.asarray(params["proj"]["bias"])
+  np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_gelu_is_exact_erf_form():
+  spec = model_spec_from_config(TINY_MODEL)
+  x = jnp.linspace(-3, 3, 7)
+  np.testing.assert_allclose(nn.gelu(x, approximate=False),
+                             0.5 * x * (1 + jax.scipy.special.erf(x / np.sqrt(2))), rtol=1e-5, atol=1e-6)
+  assert abs(float(nn.gelu(1.0, approximate=False)) - float(nn.gelu(1.0, approximate=True))) > 1e-4
+  assert spec.layer_norm_eps == 1e-6
+
+
+def test_bfloat16_path_runs_and_stays_close_to_float32():
+  spec32 = model_spec_from_config(TINY_MODEL)
+  spec16 = model_spec_from_config(dict(TINY_MODEL, compute_dtype="bfloat16"))
+  video, enc, dec = _inputs(spec32)
+  variables = VideoMAEPretrainModel(spec32).init(jax.random.key(0), video, enc, dec)
+  out32 = VideoMAEPretrainModel(spec32).apply(variables, video, enc, dec)
+  out16 = VideoMAEPretrainModel(spec16).apply(variables, video, enc, dec)
+  assert out16.dtype == jnp.bfloat16
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))  # params stay float32
+  rel = float(jnp.linalg.norm(out16.astype(jnp.float32) - out32) / jnp.linalg.norm(out32))
+  assert rel < 0.02, rel
+
+
+def test_drop_path_only_in_training_and_per_sample():
+  spec = model_spec_from_config(dict(TINY_MODEL, drop_path_rate=0.5))
+  video, enc, dec = _inputs(spec, batch=8)
+  model = VideoMAEPretrainModel(spec)
+  variables = model.init(jax.random.key(0), video, enc, dec)
+  eval_a = model.apply(variables, video, enc, dec)
+  eval_b = VideoMAEPretrainModel(model_spec_from_config(TINY_MODEL)).apply(variables, video, enc, dec)
+  np.testing.assert_allclose(eval_a, eval_b, rtol=1e-6)
+  train_a = model.apply(variables, video, enc, dec, train=True, rngs={"dropout": jax.random.key(1)})
+  train_b = model.apply(variables, video, enc, dec, train=True, rngs={"dropout": jax.random.key(2)})
+  assert not np.allclose(train_a, train_b)
+
+
+def test_encoder_keep_indices_gather_tokens():
+  """Positions are added before the gather, and attention is permutation-equivariant: keeping every token in a
+  permuted order gives the permuted full output, so kept tokens carry their own positions."""
+  spec = model_spec_from_config(TINY_MODEL)
+  video, _, _ = _inputs(spec)
+  from videomae_jax.models import VideoViTEncoder
+  encoder = VideoViTEncoder(spec)
+  variables = encoder.init(jax.random.key(0), video)
+  full = encoder.apply(variables, video)
+  order = jnp.stack([jax.random.permutation(jax.random.key(i), spec.num_tokens) for i in range(2)])
+  permuted = encoder.apply(variables, video, order.astype(jnp.int32))
+  np.testing.assert_allclose(permuted, jnp.take_along_axis(full, order[..., None], axis=1), rtol=1e-4, atol=1e-5)
+
+
+def test_sinusoid_table_formula():
+  table = posembed.sinusoid_table(1568, 768)
+  p, j = 37, 101
+  angle = p / 10000 ** (2 * (j // 2) / 768)
+  np.testing.assert_allclose(table[p, j], math.cos(angle), rtol=1e-5)  # odd channel -> cos
+  np.testing.assert_allclose(table[p, j - 1], math.sin(angle), rtol=1e-5)
+  assert table.shape == (1568, 768)
+
+
+def test_position_table_interpolation():
+  # Same grid: untouched. Doubling time with linear interpolation keeps the end points' neighbours exact.
+  same = posembed.position_table((8, 14, 14), 64, (8, 14, 14))
+  np.testing.assert_array_equal(same, posembed.sinusoid_table(8 * 14 * 14, 64))
+  table = posembed.position_table((16, 14, 14), 64, (8, 14, 14))
+  assert table.shape == (16 * 14 * 14, 64)
+  source = posembed.sinusoid_table(8 * 196, 64).reshape(8, 196, 64)
+  out = table.reshape(16, 196, 64)
+  np.testing.assert_allclose(out[0], source[0], rtol=1e-6, atol=1e-6)  # clamped at the start
+  np.testing.assert_allclose(out[1], 0.75 * source[0] + 0.25 * source[1], rtol=1e-5, atol=1e-6)
+  # A model at 32 frames built on the 16-frame table runs.
+  spec = model_spec_from_config(dict(TINY_MODEL, num_frames=8, pos_embed_grid=(2, 4, 4)))
+  video, enc, dec = _inputs(spec)
+  assert VideoMAEPretrainModel(spec).init(jax.random.key(0), video, enc, dec)
+
+
+def test_position_interpolation_matches_torch_when_available():
+  torch = pytest.importorskip("torch")
+  src = posembed.sinusoid_table(8 * 14 * 14, 32)
+  ours = posembed.interpolate_table(src, (8, 14, 14), (4, 19, 19))
+  t = torch.tensor(src).reshape(8, 14, 14, 32).permute(0, 3, 1, 2)  # (T, D, H, W): bicubic per time slice
+  t = torch.nn.functional.interpolate(t, size=(19, 19), mode="bicubic", align_corners=False)
+  t = t.permute(2, 3, 1, 0).reshape(19 * 19, 32, 8)  # linear over time
+  t = torch.nn.functional.interpolate(t, size=4, mode="linear", align_corners=False)
+  expected = t.reshape(19, 19, 32, 4).permute(3, 0, 1, 2).reshape(-1, 32).numpy()
+  np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(num_frames=15), "num_frames=15 is not divisible by config.model.tubelet_size=2"),
+    (dict(image_size=230), "image_size=230 is not divisible by the patch size 16"),
+    (dict(num_heads=5), "not divisible by config.model.num_heads=5"),
+    (dict(remat_policy="sometimes"), "remat_policy='sometimes'"),
+    (dict(variant="XL"), "variant='XL' is unknown"),
+])
+def test_bad_config_says_what_to_change(overrides, message):
+  with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    model_spec_from_config(dict({"variant": "B"}, **overrides))

@@ -1,0 +1,70 @@
+r"""Train: python -m videomae_jax.main --config=configs/<name>.py --workdir=DIR [--config.key=value ...]
+
+The workdir identifies the run: starting the same command again resumes from its latest checkpoint. Several
+processes (TPU pod workers, SLURM nodes, or local processes given --coordinator_address/--num_processes/
+--process_id) run the same command; `jax.distributed.initialize` connects them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 for multi-process runs outside TPU/SLURM auto-detection.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+_DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+                                 "auto: initialize jax.distributed on TPU pods, SLURM and when "
+                                 "--coordinator_address is given.")
+_CACHE_DIR = flags.DEFINE_string("compilation_cache_dir", os.path.expanduser("~/.cache/videomae_jax/xla"),
+                                 "Persistent XLA compilation cache ('' disables it).")
+
+
+def _wants_distributed() -> bool:
+  if _DISTRIBUTED.value != "auto":
+    return _DISTRIBUTED.value == "on"
+  if _COORDINATOR.value:
+    return True
+  if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+    return True
+  return bool(os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",")) or bool(
+      os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"))
+
+
+def main(argv):
+  del argv
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise app.UsageError("--config=configs/<name>.py and --workdir=DIR are required.")
+  import jax
+  if _wants_distributed():
+    kwargs = {}
+    if _COORDINATOR.value:
+      kwargs = dict(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                    process_id=_PROCESS_ID.value)
+    jax.distributed.initialize(**kwargs)
+  if _CACHE_DIR.value:
+    jax.config.update("jax_compilation_cache_dir", _CACHE_DIR.value)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
+  from videomae_jax import train
+
+  config = _CONFIG.value
+  workdir = _WORKDIR.value
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+  logging.info("JAX %s, %d processes, %d devices (%s).", jax.__version__, jax.process_count(), jax.device_count(),
+               jax.devices()[0].device_kind)
+  summary = train.run(config, workdir)
+  logging.info("Finished: %s", json.dumps(summary))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

@@ -1,0 +1,96 @@
+"""Training metrics: clu writers (TensorBoard + log) and `metrics.jsonl`, plus throughput and MFU.
+
+Only process 0 writes. `metrics.jsonl` holds one JSON object per logged step with at least `step` and
+`train/loss`; a resumed run appends, and lines for steps past the restored checkpoint (written before a crash)
+are dropped first so the file always describes one uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Mapping
+
+import jax
+import numpy as np
+from clu import metric_writers
+
+
+class JsonlWriter(metric_writers.MetricWriter):
+  """Appends {'step': ..., **scalars} lines to a file."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self._pending: Dict[int, Dict[str, Any]] = {}
+
+  def truncate_after(self, step: int) -> None:
+    if not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(self.path, "w") as f:
+      f.writelines(lines)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    self._pending.setdefault(int(step), {}).update({k: float(np.asarray(v)) for k, v in scalars.items()})
+    self.flush()
+
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_images(self, step, images):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_texts(self, step, texts):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def write_hparams(self, hparams):
+    pass
+
+  def flush(self):
+    if not self._pending:
+      return
+    with open(self.path, "a") as f:
+      for step in sorted(self._pending):
+        f.write(json.dumps({"step": step, **self._pending[step]}) + "\n")
+    self._pending.clear()
+
+  def close(self):
+    self.flush()
+
+
+def create_writer(workdir: str, restored_step: int = 0) -> metric_writers.MetricWriter:
+  """TensorBoard + logging + metrics.jsonl on process 0; a no-op writer elsewhere."""
+  if jax.process_index() != 0:
+    return metric_writers.MultiWriter([])
+  jsonl = JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  jsonl.truncate_after(restored_step)
+  return metric_writers.MultiWriter([
+      metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard")),
+      metric_writers.LoggingWriter(),
+      jsonl,
+  ])
+
+
+def throughput_metrics(*, steps: int, seconds: float, data_wait_seconds: float, clips_per_step: int,
+                       flops_per_step_per_device: float, num_devices: int,
+                       peak_flops_per_device: float | None) -> Dict[str, float]:
+  """clips/s per device, TFLOP/s per device, MFU and the share of time spent waiting for input."""
+  seconds = max(seconds, 1e-9)
+  out = {
+      "perf/steps_per_second": steps / seconds,
+      "perf/clips_per_second_per_device": steps * clips_per_step / seconds / num_devices,
+      "perf/tflops_per_second_per_device": steps * flops_per_step_per_device / seconds / 1e12,
+      "perf/data_wait_fraction": data_wait_seconds / seconds,
+  }
+  if peak_flops_per_device:
+    out["perf/mfu"] = steps * flops_per_step_per_device / seconds / peak_flops_per_device
+  return out

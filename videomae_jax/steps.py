@@ -1,0 +1,99 @@
+"""Pure, jit-able step functions shared by training, `inspect` and the benchmarks.
+
+The train state is a plain pytree: {'step': int32, 'params': ..., 'opt_state': ..., 'rng': key data}. Every random
+choice of a step (masks, token selection, stochastic depth) derives from fold_in(state['rng'], step), so a resumed
+run draws exactly what an uninterrupted run draws.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from videomae_jax import masking, objective
+from videomae_jax.models import VideoMAEPretrainModel
+from videomae_jax.models.variants import ModelSpec
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+State = Dict[str, Any]
+Batch = Dict[str, jax.Array]
+
+
+def normalize_video(video: jax.Array) -> jax.Array:
+  """uint8 [..., 3] in [0, 255] -> ImageNet-normalized float32. Float input is taken as already normalized."""
+  if video.dtype != jnp.uint8:
+    return video.astype(jnp.float32)
+  video = video.astype(jnp.float32) / 255.0
+  return (video - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainTask:
+  """Everything static about a pretraining step: the model spec and the masking plan (token counts)."""
+  spec: ModelSpec
+  plan: masking.MaskingPlan
+
+  @property
+  def model(self) -> VideoMAEPretrainModel:
+    return VideoMAEPretrainModel(self.spec)
+
+  def example_inputs(self, batch_size: int):
+    spec = self.spec
+    video = jnp.zeros((batch_size, spec.num_frames, spec.image_size, spec.image_size, 3), jnp.float32)
+    encoder_indices = jnp.zeros((batch_size, self.plan.num_encoder_tokens), jnp.int32)
+    decoder_indices = jnp.zeros((batch_size, self.plan.num_decoder_tokens), jnp.int32)
+    return video, encoder_indices, decoder_indices
+
+  def init_params(self, rng: jax.Array) -> Any:
+    return self.model.init(rng, *self.example_inputs(1))["params"]
+
+  def embed_fn(self, params: Any) -> Callable[[jax.Array], jax.Array]:
+    """Clip -> tubelet embeddings with the model's own patch embedding, without gradient (MATS scores)."""
+    frozen = jax.lax.stop_gradient(params)
+    return lambda video: self.model.apply({"params": frozen}, video,
+                                          method=VideoMAEPretrainModel.patch_embeddings).astype(jnp.float32)
+
+  def loss(self, params: Any, video: jax.Array, rng: jax.Array, train: bool = True):
+    """Normalized video [B, T, H, W, 3] -> (scalar loss, aux metrics)."""
+    mask_rng, dropout_rng = jax.random.split(rng)
+    masks = masking.sample_masks_for_video(self.plan, mask_rng, video, self.embed_fn(params), self.spec)
+    predictions = self.model.apply({"params": params}, video, masks.encoder_indices, masks.decoder_indices,
+                                   train=train, rngs={"dropout": dropout_rng})
+    targets = objective.tubelet_targets(video, self.spec)
+    targets = jnp.take_along_axis(targets, masks.decoder_indices[..., None], axis=1)
+    loss = objective.reconstruction_loss(predictions, targets, masks.loss_mask)
+    return loss, {"loss_tokens_per_clip": jnp.sum(masks.loss_mask) / video.shape[0]}
+
+
+def step_rng(state: State) -> jax.Array:
+  return jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+
+
+def make_pretrain_train_step(task: PretrainTask, optimizer: optax.GradientTransformation,
+                             schedule: optax.Schedule) -> Callable[[State, Batch], Tuple[State, Dict]]:
+  """(state, batch) -> (state, metrics). batch['video'] is uint8 or float [B, T, H, W, 3]."""
+  def train_step(state: State, batch: Batch):
+    video = normalize_video(batch["video"])
+    grad_fn = jax.value_and_grad(lambda p: task.loss(p, video, step_rng(state)), has_aux=True)
+    (loss, aux), grads = grad_fn(state["params"])
+    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = {"train/loss": loss, "train/grad_norm": optax.global_norm(grads),
+               "train/lr": schedule(state["step"]), **{f"train/{k}": v for k, v in aux.items()}}
+    new_state = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def init_train_state(task: PretrainTask, optimizer: optax.GradientTransformation, seed: int) -> State:
+  """Deterministic from `seed`; run under jax.jit(out_shardings=...) to create the state already sharded."""
+  init_rng, step_key = jax.random.split(jax.random.key(seed))
+  params = task.init_params(init_rng)
+  return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params),
+          "rng": jax.random.key_data(step_key)}

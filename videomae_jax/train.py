@@ -1,0 +1,241 @@
+"""The training program, top to bottom: config checks, mesh, input, model and optimizer, sharded state, compiled
+step, checkpoints, loop. `python -m videomae_jax.main` calls `run(config, workdir)`.
+
+A run is identified by its workdir: starting again restores the latest checkpoint (train state and input
+iterator together) and continues exactly where it stopped. Every random choice derives from (seed, step), so a
+resumed run is bitwise identical to an uninterrupted one on the same hardware.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from clu import periodic_actions
+
+from videomae_jax import checkpointing, metrics, optim, preemption, sharding, steps
+from videomae_jax.models.variants import ConfigError
+
+
+class NonFiniteLossError(FloatingPointError):
+  pass
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration checks: everything that can be wrong with the config fails here, before compiling or reading data.
+# ---------------------------------------------------------------------------------------------------------------
+def build_task(config: ml_collections.ConfigDict) -> steps.PretrainTask:
+  from videomae_jax import inspect as inspect_lib  # the same task `inspect` analyzes
+  if config.task != "pretrain":
+    raise ConfigError(f"config.task={config.task!r}: this trainer runs 'pretrain'.")
+  return inspect_lib.pretrain_task(config)
+
+
+def schedule_lengths(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """(steps per epoch, total steps, warmup steps) as Python ints."""
+  videos_per_step = config.batch_size / max(1, config.data.get("repeated_aug", 1))
+  steps_per_epoch = max(1, int(config.data.num_videos_per_epoch // videos_per_step))
+  total = config.num_train_steps if config.num_train_steps > 0 else int(config.total_epochs * steps_per_epoch)
+  warmup = config.get("warmup_steps", -1)
+  if warmup is None or warmup < 0:
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+  return steps_per_epoch, int(total), int(min(warmup, total))
+
+
+def check_batch(config: ml_collections.ConfigDict, mesh) -> int:
+  """Returns the per-process batch; raises if the global batch cannot be split evenly."""
+  devices = mesh.devices.size
+  if config.batch_size % devices:
+    raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the {devices} devices of the "
+                      f"mesh; use a multiple of {devices}.")
+  repeated = config.data.get("repeated_aug", 1)
+  local = config.batch_size // jax.process_count()
+  if local % repeated:
+    raise ConfigError(f"the per-process batch {local} is not divisible by config.data.repeated_aug={repeated}.")
+  return local
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input pipeline
+# ---------------------------------------------------------------------------------------------------------------
+def make_input(config: ml_collections.ConfigDict, local_batch_size: int):
+  from videomae_jax.data import pipeline
+  dataset = pipeline.make_pretrain_dataset(config, local_batch_size=local_batch_size,
+                                           process_index=jax.process_index(),
+                                           process_count=jax.process_count(), seed=config.seed)
+  return iter(dataset)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------------------
+def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Trains until config.num_train_steps (or preemption). Returns a summary (last step, last loss, stopped)."""
+  os.makedirs(workdir, exist_ok=True)
+  task = build_task(config)
+  steps_per_epoch, total_steps, warmup_steps = schedule_lengths(config)
+
+  # Mesh -----------------------------------------------------------------------------------------------------
+  mesh = sharding.make_mesh(config.mesh)
+  local_batch = check_batch(config, mesh)
+  logging.info("Mesh %s over %d devices (%d processes); batch %d (%d per process); %d steps (%d per epoch).",
+               dict(mesh.shape), mesh.devices.size, jax.process_count(), config.batch_size, local_batch,
+               total_steps, steps_per_epoch)
+
+  # Model and optimizer --------------------------------------------------------------------------------------
+  abstract_params = jax.eval_shape(task.init_params, jax.random.key(0))
+  optimizer, schedule = optim.make_optimizer(config.optimizer, abstract_params, batch_size=config.batch_size,
+                                             warmup_steps=warmup_steps, total_steps=total_steps)
+
+  # Sharded state: created already sharded (no host copy of the full model) ----------------------------------
+  abstract_state = jax.eval_shape(lambda: steps.init_train_state(task, optimizer, config.seed))
+  rules = [tuple(rule) for rule in config.get("sharding_rules", sharding.DEFAULT_RULES)]
+  state_shardings = sharding.state_shardings(abstract_state, mesh, rules,
+                                             config.get("fsdp_min_size", sharding.DEFAULT_FSDP_MIN_SIZE))
+  batch_sharding = sharding.batch_sharding(mesh)
+
+  data_iterator = make_input(config, local_batch)
+  checkpointer = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
+                                            async_saves=config.get("async_checkpointing", True))
+  restored_step = checkpointer.latest_step()
+  if restored_step is not None:
+    target = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
+    _, state = checkpointer.restore(target, data_iterator, step=restored_step)
+    logging.info("Resumed from %s at step %d.", checkpointer.directory, restored_step)
+  else:
+    state = jax.jit(lambda: steps.init_train_state(task, optimizer, config.seed), out_shardings=state_shardings)()
+    if config.get("init_from"):
+      state = dict(state, params=load_initial_params(config, task, state["params"], state_shardings["params"]))
+      state = dict(state, opt_state=jax.jit(optimizer.init, out_shardings=state_shardings["opt_state"])(
+          state["params"]))
+
+  # Compile ahead of time: memory problems show up before any data is read ------------------------------------
+  spec = task.spec
+  abstract_batch = {"video": jax.ShapeDtypeStruct(
+      (config.batch_size, spec.num_frames, spec.image_size, spec.image_size, 3), jnp.uint8,
+      sharding=batch_sharding)}
+  train_step = jax.jit(steps.make_pretrain_train_step(task, optimizer, schedule),
+                       in_shardings=(state_shardings, {"video": batch_sharding}),
+                       out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
+  compile_start = time.time()
+  compiled = train_step.lower(checkpointing.abstract_with_shardings(abstract_state, state_shardings),
+                              abstract_batch).compile()
+  from videomae_jax import inspect as inspect_lib
+  flops_per_step = inspect_lib.train_step_flops_per_clip(config) * config.batch_size / mesh.devices.size
+  memory = compiled.memory_analysis()
+  logging.info("Compiled the train step in %.1f s: %.3g model FLOPs per device per step. Memory per device: %s",
+               time.time() - compile_start, flops_per_step, _describe_memory(memory))
+
+  # Loop ----------------------------------------------------------------------------------------------------
+  start_step = int(restored_step or 0)
+  writer = metrics.create_writer(workdir, start_step)
+  handler = preemption.PreemptionHandler(config.get("preemption_check_every_steps", 10)).install()
+  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                             every_steps=config.log_every_steps)
+  peak = _peak_flops(jax.devices()[0])
+  pending, last_loss, stopped_by = [], math.nan, None
+  window_start, data_wait, window_steps = time.time(), 0.0, 0
+  step = start_step
+  try:
+    while step < total_steps:
+      wait_start = time.time()
+      local = next(data_iterator)
+      batch = {"video": jax.make_array_from_process_local_data(batch_sharding, local["video"])}
+      data_wait += time.time() - wait_start
+      state, step_metrics = compiled(state, batch)
+      step += 1
+      window_steps += 1
+      pending.append(step_metrics)
+      progress(step)
+      is_last = step == total_steps
+      checkpoint_now = step % config.checkpoint_every_steps == 0 or is_last
+      if step % config.log_every_steps == 0 or checkpoint_now:
+        last_loss = _write_metrics(writer, step, pending)
+        pending = []
+        elapsed = time.time() - window_start
+        writer.write_scalars(step, metrics.throughput_metrics(
+            steps=window_steps, seconds=elapsed, data_wait_seconds=data_wait, clips_per_step=config.batch_size,
+            flops_per_step_per_device=flops_per_step, num_devices=mesh.devices.size,
+            peak_flops_per_device=peak))
+        window_start, data_wait, window_steps = time.time(), 0.0, 0
+      if handler.should_stop(step) and not is_last:
+        stopped_by = handler.signal_name or "preemption"
+        checkpoint_now = True
+      if checkpoint_now:
+        if pending:
+          last_loss = _write_metrics(writer, step, pending)
+          pending = []
+        checkpointer.save(step, state, data_iterator, force=True)
+      if stopped_by:
+        logging.warning("Stopping at step %d after %s; checkpoint saved.", step, stopped_by)
+        break
+  finally:
+    handler.uninstall()
+    checkpointer.close()
+    writer.flush()
+  summary = {"step": step, "last_loss": last_loss, "stopped_by": stopped_by, "total_steps": total_steps}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "run_summary.json"), "w") as f:
+      json.dump(summary, f, indent=1)
+  return summary
+
+
+def _write_metrics(writer, step: int, pending: list) -> float:
+  """Averages the metrics of the steps since the last write; raises on a non-finite loss (before any save)."""
+  values = jax.device_get(pending)
+  losses = np.asarray([v["train/loss"] for v in values], np.float64)
+  if not np.all(np.isfinite(losses)):
+    first_bad = step - len(losses) + 1 + int(np.argmin(np.isfinite(losses)))
+    raise NonFiniteLossError(
+        f"train/loss became {losses[~np.isfinite(losses)][0]} at step {first_bad}. The run stopped without saving "
+        "this state; the last good checkpoint is kept. Lower config.optimizer.base_lr, raise warmup_epochs, or "
+        "use config.model.compute_dtype='float32' to investigate.")
+  mean = {key: float(np.mean([np.asarray(v[key]) for v in values])) for key in values[0]}
+  writer.write_scalars(step, mean)
+  return mean["train/loss"]
+
+
+def _describe_memory(memory) -> str:
+  if memory is None:
+    return "unavailable"
+  gib = 1024 ** 3
+  return (f"arguments {memory.argument_size_in_bytes / gib:.2f} GiB, outputs {memory.output_size_in_bytes / gib:.2f}"
+          f" GiB, temporaries {memory.temp_size_in_bytes / gib:.2f} GiB, aliased "
+          f"{memory.alias_size_in_bytes / gib:.2f} GiB")
+
+
+def _peak_flops(device) -> Optional[float]:
+  try:
+    from videomae_jax import hardware
+    return hardware.peak_flops_per_second(device.device_kind)
+  except Exception:  # noqa: BLE001 - unknown hardware: no MFU, everything else still logged
+    return None
+
+
+def load_initial_params(config, task, params, shardings):
+  """config.init_from: parameters only (a params export, a workdir, or a converted official checkpoint)."""
+  from videomae_jax.convert import params_io
+  from videomae_jax.models import layer_stacking
+  loaded = params_io.load_params(config.init_from)
+  source = loaded.params
+  if task.spec.scan_layers:
+    source = layer_stacking.stack_layers(source)
+  flat_target = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
+  flat_source = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(source)}
+  missing = sorted(set(flat_target) - set(flat_source))
+  unexpected = sorted(set(flat_source) - set(flat_target))
+  wrong = sorted(k for k in set(flat_target) & set(flat_source)
+                 if tuple(flat_target[k].shape) != tuple(np.shape(flat_source[k])))
+  if missing or wrong:
+    raise ConfigError(f"config.init_from={config.init_from!r} does not fit this model: missing {missing[:10]}, "
+                      f"wrong shapes {wrong[:10]}, unexpected {unexpected[:10]}.")
+  leaves = [jax.device_put(np.asarray(flat_source[jax.tree_util.keystr(p)], leaf.dtype), s)
+            for (p, leaf), s in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(shardings))]
+  return jax.tree.unflatten(jax.tree.structure(params), leaves)
