@@ -48,9 +48,8 @@ def _abstract_step(config, batch_size: int):
   optimizer, schedule = optim.make_optimizer(config.optimizer, abstract_params, batch_size=config.batch_size,
                                              warmup_steps=1, total_steps=10)
   state = jax.eval_shape(lambda: steps.init_train_state(task, optimizer, config.seed))
-  batch = {"video": jax.ShapeDtypeStruct((batch_size, spec.num_frames, spec.image_size, spec.image_size, 3),
-                                         jnp.uint8)}
-  train_step = jax.jit(steps.make_pretrain_train_step(task, optimizer, schedule), donate_argnums=0)
+  batch = task.abstract_batch(batch_size)
+  train_step = jax.jit(steps.make_train_step(task, optimizer, schedule), donate_argnums=0)
   return train_step, state, batch, task
 
 

@@ -58,8 +58,14 @@ class PretrainTask:
     return lambda video: self.model.apply({"params": frozen}, video,
                                           method=VideoMAEPretrainModel.patch_embeddings).astype(jnp.float32)
 
-  def loss(self, params: Any, video: jax.Array, rng: jax.Array, train: bool = True):
-    """Normalized video [B, T, H, W, 3] -> (scalar loss, aux metrics)."""
+  def abstract_batch(self, batch_size: int, sharding=None) -> Dict[str, jax.ShapeDtypeStruct]:
+    spec = self.spec
+    return {"video": jax.ShapeDtypeStruct((batch_size, spec.num_frames, spec.image_size, spec.image_size, 3),
+                                          jnp.uint8, sharding=sharding)}
+
+  def loss(self, params: Any, batch: Batch, rng: jax.Array, train: bool = True):
+    """batch['video'] [B, T, H, W, 3] (uint8, or float already normalized) -> (scalar loss, aux metrics)."""
+    video = normalize_video(batch["video"])
     mask_rng, dropout_rng = jax.random.split(rng)
     masks = masking.sample_masks_for_video(self.plan, mask_rng, video, self.embed_fn(params), self.spec)
     predictions = self.model.apply({"params": params}, video, masks.encoder_indices, masks.decoder_indices,
@@ -74,12 +80,11 @@ def step_rng(state: State) -> jax.Array:
   return jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
 
 
-def make_pretrain_train_step(task: PretrainTask, optimizer: optax.GradientTransformation,
-                             schedule: optax.Schedule) -> Callable[[State, Batch], Tuple[State, Dict]]:
-  """(state, batch) -> (state, metrics). batch['video'] is uint8 or float [B, T, H, W, 3]."""
+def make_train_step(task: Any, optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule) -> Callable[[State, Batch], Tuple[State, Dict]]:
+  """(state, batch) -> (state, metrics) for any task with `loss(params, batch, rng, train)`."""
   def train_step(state: State, batch: Batch):
-    video = normalize_video(batch["video"])
-    grad_fn = jax.value_and_grad(lambda p: task.loss(p, video, step_rng(state)), has_aux=True)
+    grad_fn = jax.value_and_grad(lambda p: task.loss(p, batch, step_rng(state), True), has_aux=True)
     (loss, aux), grads = grad_fn(state["params"])
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
@@ -91,7 +96,7 @@ def make_pretrain_train_step(task: PretrainTask, optimizer: optax.GradientTransf
   return train_step
 
 
-def init_train_state(task: PretrainTask, optimizer: optax.GradientTransformation, seed: int) -> State:
+def init_train_state(task: Any, optimizer: optax.GradientTransformation, seed: int) -> State:
   """Deterministic from `seed`; run under jax.jit(out_shardings=...) to create the state already sharded."""
   init_rng, step_key = jax.random.split(jax.random.key(seed))
   params = task.init_params(init_rng)

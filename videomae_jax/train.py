@@ -31,11 +31,15 @@ class NonFiniteLossError(FloatingPointError):
 # ---------------------------------------------------------------------------------------------------------------
 # Configuration checks: everything that can be wrong with the config fails here, before compiling or reading data.
 # ---------------------------------------------------------------------------------------------------------------
-def build_task(config: ml_collections.ConfigDict) -> steps.PretrainTask:
-  from videomae_jax import inspect as inspect_lib  # the same task `inspect` analyzes
-  if config.task != "pretrain":
-    raise ConfigError(f"config.task={config.task!r}: this trainer runs 'pretrain'.")
-  return inspect_lib.pretrain_task(config)
+def build_task(config: ml_collections.ConfigDict):
+  """The task object of config.task: init_params, abstract_batch, loss (see steps.PretrainTask)."""
+  if config.task == "pretrain":
+    from videomae_jax import inspect as inspect_lib  # the same task `inspect` analyzes
+    return inspect_lib.pretrain_task(config)
+  if config.task == "finetune":
+    from videomae_jax import finetune
+    return finetune.ClassificationTask.from_config(config)
+  raise ConfigError(f"config.task={config.task!r}; use 'pretrain' or 'finetune'.")
 
 
 def schedule_lengths(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
@@ -92,7 +96,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   # Model and optimizer --------------------------------------------------------------------------------------
   abstract_params = jax.eval_shape(task.init_params, jax.random.key(0))
   optimizer, schedule = optim.make_optimizer(config.optimizer, abstract_params, batch_size=config.batch_size,
-                                             warmup_steps=warmup_steps, total_steps=total_steps)
+                                             warmup_steps=warmup_steps, total_steps=total_steps,
+                                             depth=task.spec.depth)
 
   # Sharded state: created already sharded (no host copy of the full model) ----------------------------------
   abstract_state = jax.eval_shape(lambda: steps.init_train_state(task, optimizer, config.seed))
@@ -117,12 +122,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           state["params"]))
 
   # Compile ahead of time: memory problems show up before any data is read ------------------------------------
-  spec = task.spec
-  abstract_batch = {"video": jax.ShapeDtypeStruct(
-      (config.batch_size, spec.num_frames, spec.image_size, spec.image_size, 3), jnp.uint8,
-      sharding=batch_sharding)}
-  train_step = jax.jit(steps.make_pretrain_train_step(task, optimizer, schedule),
-                       in_shardings=(state_shardings, {"video": batch_sharding}),
+  abstract_batch = task.abstract_batch(config.batch_size, batch_sharding)
+  train_step = jax.jit(steps.make_train_step(task, optimizer, schedule),
+                       in_shardings=(state_shardings, jax.tree.map(lambda _: batch_sharding, abstract_batch)),
                        out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
   compile_start = time.time()
   compiled = train_step.lower(checkpointing.abstract_with_shardings(abstract_state, state_shardings),
@@ -147,7 +149,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     while step < total_steps:
       wait_start = time.time()
       local = next(data_iterator)
-      batch = {"video": jax.make_array_from_process_local_data(batch_sharding, local["video"])}
+      batch = {key: jax.make_array_from_process_local_data(batch_sharding, np.asarray(local[key]))
+               for key in abstract_batch}
       data_wait += time.time() - wait_start
       state, step_metrics = compiled(state, batch)
       step += 1
