@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets==4.9.10",
     # clu's metric writers import TensorFlow (for the TensorBoard summary writer).
     "tensorflow-cpu==2.21.0",
+    "tensorboard==2.21.0",
     "ml-collections==1.1.0",
     "clu==0.0.12",
     "numpy==2.4.6",

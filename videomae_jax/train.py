@@ -34,8 +34,8 @@ class NonFiniteLossError(FloatingPointError):
 def build_task(config: ml_collections.ConfigDict):
   """The task object of config.task: init_params, abstract_batch, loss (see steps.PretrainTask)."""
   if config.task == "pretrain":
-    from videomae_jax import inspect as inspect_lib  # the same task `inspect` analyzes
-    return inspect_lib.pretrain_task(config)
+    from videomae_jax import analysis  # the same task `inspect` analyzes
+    return analysis.pretrain_task(config)
   if config.task == "finetune":
     from videomae_jax import finetune
     return finetune.ClassificationTask.from_config(config)
@@ -129,8 +129,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   compile_start = time.time()
   compiled = train_step.lower(checkpointing.abstract_with_shardings(abstract_state, state_shardings),
                               abstract_batch).compile()
-  from videomae_jax import inspect as inspect_lib
-  flops_per_step = inspect_lib.train_step_flops_per_clip(config) * config.batch_size / mesh.devices.size
+  from videomae_jax import analysis
+  flops_per_step = analysis.train_step_flops_per_clip(config) * config.batch_size / mesh.devices.size
   memory = compiled.memory_analysis()
   logging.info("Compiled the train step in %.1f s: %.3g model FLOPs per device per step. Memory per device: %s",
                time.time() - compile_start, flops_per_step, _describe_memory(memory))

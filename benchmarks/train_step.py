@@ -1,0 +1,138 @@
+r"""Train-step benchmark: clips/s per device, TFLOP/s per device, MFU, peak memory and compile time.
+
+  python benchmarks/train_step.py --config=configs/vitb_pretrain.py --batch_sizes=8,16,32 [--steps=10]
+      [--json=out.json] [--config.masking.encoder=motion ...]
+
+Runs the real train step (masking, model, loss, AdamW update) on synthetic uint8 clips (random pixels: the cost of
+a step does not depend on the content), data-parallel over all local devices. FLOPs are model FLOPs from XLA's cost
+analysis of the unrolled step (`videomae_jax.inspect.train_step_flops_per_clip`); MFU divides by the device's peak
+from `videomae_jax.hardware` (none on CPU). Peak memory is the device allocator's peak where it reports one (GPU,
+TPU), else XLA's memory analysis of the compiled step. A batch that does not fit is reported as OOM and the sweep
+stops there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from videomae_jax import analysis, hardware, optim, sharding, steps  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+_BATCH_SIZES = flags.DEFINE_string("batch_sizes", "", "Comma-separated global batch sizes (default: 1 per device).")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per batch size (after one warm-up step).")
+_JSON = flags.DEFINE_string("json", "", "Also write the rows to this JSON file.")
+
+
+def _peak_memory(device, compiled) -> tuple[int, str]:
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and "peak_bytes_in_use" in stats:
+    return int(stats["peak_bytes_in_use"]), "allocator"
+  memory = compiled.memory_analysis()
+  if memory is None:
+    return 0, "unknown"
+  return int(memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+             - memory.alias_size_in_bytes), "xla"
+
+
+def benchmark(config, batch_size: int, num_steps: int) -> dict:
+  from videomae_jax import train
+  task = train.build_task(config)
+  mesh = sharding.make_mesh({"data": -1, "fsdp": config.mesh.get("fsdp", 1)})
+  devices = mesh.devices.size
+  if batch_size % devices:
+    raise ValueError(f"batch size {batch_size} is not divisible by the {devices} devices")
+  abstract_params = jax.eval_shape(task.init_params, jax.random.key(0))
+  optimizer, schedule = optim.make_optimizer(config.optimizer, abstract_params, batch_size=batch_size,
+                                             warmup_steps=1, total_steps=1000, depth=task.spec.depth)
+  abstract_state = jax.eval_shape(lambda: steps.init_train_state(task, optimizer, 0))
+  state_sh = sharding.state_shardings(abstract_state, mesh)
+  batch_sh = sharding.batch_sharding(mesh)
+  abstract_batch = task.abstract_batch(batch_size, batch_sh)
+  step_fn = jax.jit(steps.make_train_step(task, optimizer, schedule),
+                    in_shardings=(state_sh, jax.tree.map(lambda _: batch_sh, abstract_batch)),
+                    out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
+  start = time.perf_counter()
+  compiled = step_fn.lower(jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                        abstract_state, state_sh), abstract_batch).compile()
+  compile_seconds = time.perf_counter() - start
+  state = jax.jit(lambda: steps.init_train_state(task, optimizer, 0), out_shardings=state_sh)()
+  rng = np.random.default_rng(0)
+  batch = {key: jax.device_put(rng.integers(0, 255, spec.shape, dtype=np.uint8) if spec.dtype == jnp.uint8
+                               else np.zeros(spec.shape, spec.dtype), batch_sh)
+           for key, spec in abstract_batch.items()}
+  state, metrics = compiled(state, batch)  # warm-up
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for _ in range(num_steps):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready((state, metrics))
+  seconds = (time.perf_counter() - start) / num_steps
+  flops_per_clip = analysis.train_step_flops_per_clip(config)
+  device = jax.devices()[0]
+  peak = hardware.peak_flops_per_second(device.device_kind)
+  tflops = flops_per_clip * batch_size / devices / seconds / 1e12
+  memory, memory_source = _peak_memory(device, compiled)
+  return {
+      "device": device.device_kind, "devices": devices, "variant": config.model.variant,
+      "masking": f"{config.masking.encoder}+{config.masking.decoder}", "dtype": config.model.compute_dtype,
+      "attention": config.model.attention_impl, "remat": config.model.remat_policy,
+      "scan": bool(config.model.scan_layers), "batch_size": batch_size,
+      "step_seconds": seconds, "clips_per_second_per_device": batch_size / devices / seconds,
+      "tflops_per_second_per_device": tflops, "mfu": (tflops * 1e12 / peak) if peak else None,
+      "peak_memory_gib": memory / 1024 ** 3, "memory_source": memory_source,
+      "compile_seconds": compile_seconds, "loss": float(metrics["train/loss"]),
+  }
+
+
+def format_table(rows: list) -> str:
+  lines = ["| device | model | masking | dtype | attention | remat | batch | clips/s/dev | TFLOP/s/dev | MFU | "
+           "peak mem GiB | compile s |", "|" + "---|" * 12]
+  for r in rows:
+    if "error" in r:
+      lines.append(f"| {r.get('device', '')} | {r['variant']} | {r['masking']} | | | | {r['batch_size']} | "
+                   f"{r['error']} | | | | |")
+      continue
+    mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+    lines.append(f"| {r['device']} x{r['devices']} | ViT-{r['variant']} | {r['masking']} | {r['dtype']} | "
+                 f"{r['attention']} | {r['remat']} | {r['batch_size']} | {r['clips_per_second_per_device']:.2f} | "
+                 f"{r['tflops_per_second_per_device']:.3f} | {mfu} | {r['peak_memory_gib']:.2f} "
+                 f"({r['memory_source']}) | {r['compile_seconds']:.1f} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError("--config is required")
+  sizes = [int(s) for s in _BATCH_SIZES.value.split(",") if s] or [jax.device_count()]
+  rows = []
+  for batch_size in sizes:
+    try:
+      rows.append(benchmark(config, batch_size, _STEPS.value))
+    except Exception as error:  # noqa: BLE001 - an OOM ends the sweep with a row that says so
+      message = str(error)
+      if "RESOURCE_EXHAUSTED" not in message and "Out of memory" not in message:
+        raise
+      rows.append({"variant": config.model.variant, "masking": f"{config.masking.encoder}+{config.masking.decoder}",
+                   "batch_size": batch_size, "error": "OOM"})
+      break
+  print(format_table(rows))
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
