@@ -1,0 +1,171 @@
+"""Export our params to PyTorch: the official VideoMAE V2 `.pth` layout or a HuggingFace transformers folder.
+
+  python -m videomae_jax.convert.to_pytorch --workdir=DIR --format=videomaev2 --output=vit_b_pt.pth
+  python -m videomae_jax.convert.to_pytorch --checkpoint=EXPORT_OR_CKPT_DIR --format=hf --output=hf_dir/
+
+--workdir reads the latest step of a training run (or --step); --checkpoint takes a CheckpointManager dir, one step
+dir or a params export (see params_io). `videomaev2` writes torch.save({'model': state_dict}) with the official key
+names (pretraining model: encoder./decoder. keys; fine-tuned model: bare block keys plus fc_norm/head). `hf` writes
+a `save_pretrained` folder (config.json + model.safetensors) for `VideoMAEForPreTraining` or
+`VideoMAEForVideoClassification`.
+
+HF differences to know: transformers hard-codes LayerNorm eps 1e-5 in `fc_norm` and `decoder.norm` (ours and the
+official model use 1e-6), so HF outputs differ from ours by about 1e-5 relative unless those two modules' `eps` is
+set to 1e-6 after loading. A pretraining export sets `use_mean_pooling=False`, because that is how HF keeps the
+encoder's final LayerNorm (`videomae.layernorm`); a classifier export sets it True (mean pool -> fc_norm).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from videomae_jax.convert import mapping, params_io, torch_io
+from videomae_jax.convert.torch_io import run_cli, setup_cli_logging
+from videomae_jax.models import layer_stacking
+from videomae_jax.models.variants import ModelSpec, model_spec_from_config
+
+logger = logging.getLogger("videomae_jax.convert")  # not __name__: that is "__main__" under python -m
+
+FORMATS = ("videomaev2", "hf")
+HF_CLASSES = {mapping.KIND_PRETRAIN: "VideoMAEForPreTraining",
+              mapping.KIND_CLASSIFIER: "VideoMAEForVideoClassification"}
+
+
+def export_videomaev2(params: Mapping[str, Any], kind: str, output_path: str) -> Dict[str, np.ndarray]:
+  """Writes the official VideoMAE V2 `.pth` (state dict under `model`); returns the numpy state dict written."""
+  state_dict = mapping.flax_to_official(params, kind)
+  torch_io.save_pth(output_path, state_dict)
+  return state_dict
+
+
+def hf_config_kwargs(spec: ModelSpec, kind: str) -> Dict[str, Any]:
+  """`VideoMAEConfig` fields for the model `spec` describes."""
+  mapping.check_kind(kind)
+  if spec.pos_embed_grid is not None and tuple(spec.pos_embed_grid) != spec.grid:
+    raise ValueError(f"the model interpolates its position table from grid {spec.pos_embed_grid} to {spec.grid}; "
+                     "HF VideoMAE always builds the table for its own grid, so it would compute something else.")
+  kwargs = dict(
+      hidden_size=spec.width, num_hidden_layers=spec.depth, num_attention_heads=spec.num_heads,
+      intermediate_size=spec.mlp_dim, patch_size=spec.patch_size, tubelet_size=spec.tubelet_size,
+      num_frames=spec.num_frames, image_size=spec.image_size, num_channels=3, qkv_bias=True,
+      hidden_act="gelu",  # exact erf GELU in transformers, as in the official model
+      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=spec.layer_norm_eps,
+      norm_pix_loss=True,
+      # HF keeps the encoder's final norm (videomae.layernorm) only without mean pooling: the pretraining model
+      # needs it, the classifier (mean pool -> fc_norm, no encoder norm) must not have it.
+      use_mean_pooling=kind == mapping.KIND_CLASSIFIER)
+  if kind == mapping.KIND_PRETRAIN:
+    kwargs.update(decoder_hidden_size=spec.decoder_width, decoder_num_hidden_layers=spec.decoder_depth,
+                  decoder_num_attention_heads=spec.decoder_num_heads, decoder_intermediate_size=spec.decoder_mlp_dim)
+  else:
+    kwargs.update(num_labels=spec.num_classes)
+  return kwargs
+
+
+def export_hf(params: Mapping[str, Any], kind: str, spec: ModelSpec, output_dir: str) -> Dict[str, np.ndarray]:
+  """Writes a transformers `save_pretrained` folder; returns the numpy HF state dict written.
+
+  The expected names and shapes come from the installed transformers' own model class (built on the meta device,
+  so nothing is allocated), so the folder loads with `from_pretrained` without missing or unexpected keys.
+  """
+  torch = torch_io.require("torch")
+  transformers = torch_io.require("transformers")
+  safetensors_torch = torch_io.require("safetensors.torch")
+  spec = mapping.model_spec_for_export(spec)
+  if layer_stacking.is_scanned(params):
+    params = layer_stacking.unstack_layers(params)
+  mapping.check_flax_params(params, spec, kind, what="params")
+  config = transformers.VideoMAEConfig(**hf_config_kwargs(spec, kind))
+  model_class = getattr(transformers, HF_CLASSES[kind])
+  config.architectures = [model_class.__name__]
+  with torch.device("meta"):
+    expected = {key: tuple(value.shape) for key, value in model_class(config).state_dict().items()}
+  # transformers >= 5 has query.bias/value.bias; older versions kept the official q_bias/v_bias parameters.
+  separate = any(key.endswith(mapping.HF_BIAS_NAMES_SEPARATE[0]) for key in expected)
+  bias_names = mapping.HF_BIAS_NAMES_SEPARATE if separate else mapping.HF_BIAS_NAMES_PROJECTION
+  state_dict = mapping.official_to_hf(mapping.flax_to_official(params, kind), kind, bias_names)
+  for key, shape in expected.items():  # a version with a key-projection bias: it is zero in our model
+    if key.endswith("attention.attention.key.bias") and key not in state_dict:
+      state_dict[key] = np.zeros(shape, np.float32)
+  missing = [key for key in expected if key not in state_dict]
+  unexpected = [key for key in state_dict if key not in expected]
+  wrong = [(key, expected[key], tuple(value.shape)) for key, value in state_dict.items()
+           if key in expected and tuple(value.shape) != expected[key]]
+  if missing or unexpected or wrong:
+    raise mapping.StateDictMismatchError(f"HF state dict for transformers {transformers.__version__} "
+                                         f"{model_class.__name__}", missing, unexpected, wrong)
+  os.makedirs(output_dir, exist_ok=True)
+  config.save_pretrained(output_dir)
+  safetensors_torch.save_file({key: torch_io.to_torch(value) for key, value in state_dict.items()},
+                              os.path.join(output_dir, torch_io.HF_SAFETENSORS), metadata={"format": "pt"})
+  return state_dict
+
+
+def resolve_model_config(loaded: params_io.LoadedParams, *, variant: Optional[str] = None,
+                         num_heads: Optional[int] = None, decoder_num_heads: Optional[int] = None,
+                         num_frames: Optional[int] = None, image_size: Optional[int] = None) -> Dict[str, Any]:
+  """The checkpoint's own model config, else one read from the weights' shapes plus the given head counts/sizes."""
+  if loaded.model_config is not None:
+    return loaded.model_config
+  return mapping.infer_model_config(mapping.flax_to_official(loaded.params, loaded.kind), loaded.kind,
+                                    variant=variant, num_heads=num_heads, decoder_num_heads=decoder_num_heads,
+                                    num_frames=num_frames or 16, image_size=image_size or 224,
+                                    what=f"params from {loaded.path}")
+
+
+def convert(source: str, output: str, fmt: str, *, step: Optional[int] = None, overwrite: bool = False,
+            **config_overrides) -> params_io.LoadedParams:
+  """Reads `source` (anything params_io.load_params accepts) and writes `output` in format `fmt`."""
+  if fmt not in FORMATS:
+    raise ValueError(f"--format={fmt!r}; use one of {FORMATS}.")
+  if os.path.exists(output) and not overwrite and (os.path.isfile(output) or os.listdir(output)):
+    raise FileExistsError(f"{output} exists; choose another --output or pass --overwrite.")
+  loaded = params_io.load_params(source, step=step)
+  model_config = resolve_model_config(loaded, **config_overrides)
+  spec = mapping.model_spec_for_export(model_spec_from_config(model_config))
+  mapping.check_flax_params(loaded.params, spec, loaded.kind, what=f"params from {loaded.path}")
+  if fmt == "videomaev2":
+    export_videomaev2(loaded.params, loaded.kind, output)
+  else:
+    export_hf(loaded.params, loaded.kind, spec, output)
+  return loaded
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog="python -m videomae_jax.convert.to_pytorch",
+                                   description=__doc__.split("\n\n")[0])
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--workdir", help="training workdir (config.json + checkpoints/)")
+  source.add_argument("--checkpoint", help="CheckpointManager dir, step dir or params export")
+  parser.add_argument("--step", type=int, default=None, help="training step (default: the latest)")
+  parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
+  parser.add_argument("--output", required=True, help=".pth file (videomaev2) or folder (hf)")
+  parser.add_argument("--overwrite", action="store_true")
+  group = parser.add_argument_group("only used when the checkpoint has no config.json / model.json beside it")
+  group.add_argument("--variant", default=None)
+  group.add_argument("--num_heads", type=int, default=None)
+  group.add_argument("--decoder_num_heads", type=int, default=None)
+  group.add_argument("--num_frames", type=int, default=None)
+  group.add_argument("--image_size", type=int, default=None)
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  setup_cli_logging()
+  loaded = convert(args.workdir or args.checkpoint, args.output, args.fmt, step=args.step, overwrite=args.overwrite,
+                   variant=args.variant, num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads,
+                   num_frames=args.num_frames, image_size=args.image_size)
+  what = "step %s of " % loaded.step if loaded.step is not None else ""
+  logger.info("wrote %s (%s, %s model) from %s%s", args.output, args.fmt, loaded.kind, what, loaded.path)
+  if args.fmt == "hf":
+    logger.info("note: transformers uses LayerNorm eps 1e-5 in fc_norm / decoder.norm (ours: 1e-6).")
+
+
+if __name__ == "__main__":
+  run_cli(main)

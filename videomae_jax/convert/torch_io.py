@@ -1,0 +1,131 @@
+"""The only place that touches torch, safetensors and transformers; each is imported when first needed.
+
+Files are read safely: `torch.load(..., weights_only=True)` (no arbitrary unpickling) or safetensors.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+import numpy as np
+
+INSTALL_HINT = "Checkpoint conversion needs the optional PyTorch extra: pip install -e .[torch]"
+
+HF_CONFIG = "config.json"
+HF_SAFETENSORS = "model.safetensors"
+HF_SAFETENSORS_INDEX = "model.safetensors.index.json"
+HF_BIN = "pytorch_model.bin"
+
+
+def require(module: str):
+  """Imports `module` (torch, transformers, safetensors.torch) or fails with the install hint."""
+  try:
+    return importlib.import_module(module)
+  except ImportError as e:
+    raise ImportError(f"{INSTALL_HINT} (could not import {module}: {e})") from e
+
+
+def to_numpy(tensor: Any) -> np.ndarray:
+  """torch tensor -> numpy, floating tensors as float32 (our params' dtype; exact for fp16/bf16/fp32 inputs)."""
+  torch = require("torch")
+  tensor = tensor.detach().cpu()
+  if tensor.is_floating_point():
+    tensor = tensor.to(torch.float32)
+  return tensor.numpy()
+
+
+def to_torch(array: np.ndarray):
+  """numpy (including ml_dtypes bfloat16) -> contiguous CPU torch tensor of the same dtype."""
+  torch = require("torch")
+  array = np.asarray(array)
+  if array.dtype.name == "bfloat16":
+    return torch.from_numpy(np.ascontiguousarray(array.astype(np.float32))).to(torch.bfloat16)
+  array = np.ascontiguousarray(array)
+  if not array.flags.writeable:  # e.g. restored by orbax; torch.from_numpy wants writable memory
+    array = array.copy()
+  return torch.from_numpy(array)
+
+
+def load_torch_file(path: str) -> Mapping[str, Any]:
+  """A `.pth`/`.bin`/`.pt` file via `torch.load(weights_only=True)`, or a `.safetensors` file. Returns raw tensors.
+
+  `argparse.Namespace` (the `args` entry the official training scripts save next to the weights) is the only
+  class allowed beyond what weights_only accepts; any other pickled object makes loading fail with the list of
+  what the file needs, rather than running arbitrary code.
+  """
+  torch = require("torch")
+  if path.endswith(".safetensors"):
+    return require("safetensors.torch").load_file(path, device="cpu")
+  try:
+    with torch.serialization.safe_globals([argparse.Namespace]):
+      return torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # pickle.UnpicklingError, or RuntimeError wrapping it
+    if "weights_only" not in str(e) and "Unsupported global" not in str(e):
+      raise
+    try:
+      needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # pylint: disable=broad-except
+      needed = "unknown"
+    raise ValueError(
+        f"{path} holds pickled objects other than tensors ({needed}), which are not loaded for safety. Re-save "
+        "only the weights, e.g. torch.save({'model': checkpoint['model']}, 'weights.pth'), in a trusted "
+        "environment.") from e
+
+
+def state_dict_to_numpy(state_dict: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+  torch = require("torch")
+  out = {}
+  for key, value in state_dict.items():
+    if isinstance(value, torch.Tensor):
+      out[key] = to_numpy(value)
+  return out
+
+
+def save_pth(path: str, state_dict: Mapping[str, np.ndarray]) -> None:
+  """torch.save({'model': state_dict}) as the official VideoMAE V2 scripts write it."""
+  torch = require("torch")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  torch.save({"model": {key: to_torch(value) for key, value in state_dict.items()}}, path)
+
+
+def read_hf_folder(folder: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+  """(config.json dict, numpy state dict) of a `save_pretrained` folder (safetensors, sharded or not, or .bin)."""
+  config_path = os.path.join(folder, HF_CONFIG)
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f"{folder} has no {HF_CONFIG}; expected a transformers save_pretrained folder.")
+  with open(config_path) as f:
+    config = json.load(f)
+  single, index, binary = (os.path.join(folder, name) for name in (HF_SAFETENSORS, HF_SAFETENSORS_INDEX, HF_BIN))
+  if os.path.isfile(single):
+    files = [single]
+  elif os.path.isfile(index):
+    with open(index) as f:
+      files = [os.path.join(folder, name) for name in sorted(set(json.load(f)["weight_map"].values()))]
+  elif os.path.isfile(binary):
+    files = [binary]
+  else:
+    raise FileNotFoundError(f"{folder} has none of {HF_SAFETENSORS}, {HF_SAFETENSORS_INDEX}, {HF_BIN}.")
+  state_dict = {}
+  for file in files:
+    state_dict.update(state_dict_to_numpy(load_torch_file(file)))
+  return config, state_dict
+
+
+def setup_cli_logging() -> None:
+  """Our INFO messages on stderr; orbax/absl stay at WARNING (their INFO lines are per-array noise)."""
+  logging.basicConfig(level=logging.WARNING, format="%(message)s")
+  logging.getLogger("videomae_jax").setLevel(logging.INFO)
+
+
+def run_cli(main: Callable[[], None]) -> None:
+  """Runs a converter's main; expected failures (bad input, missing torch) print one message, not a traceback."""
+  try:
+    main()
+  except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
