@@ -13,6 +13,7 @@ import numpy as np
 
 from videomae_jax import masking, optim, steps
 from videomae_jax.models import model_spec_from_config
+from videomae_jax.models.variants import ConfigError
 
 
 def _count(tree: Any) -> int:
@@ -32,7 +33,12 @@ def pretrain_task(config) -> steps.PretrainTask:
   """The pretraining task (model spec + masking plan) of a config; raises ConfigError on bad values."""
   spec = model_spec_from_config(config.model)
   plan = masking.masking_plan(config.masking, spec)
-  return steps.PretrainTask(spec, plan)
+  candidates = int(config.get("data", {}).get("num_candidate_frames", 0) or 0)
+  if candidates and (candidates % spec.tubelet_size or candidates <= spec.num_frames):
+    raise ConfigError(f"config.data.num_candidate_frames={candidates} must be a multiple of the tubelet size "
+                      f"{spec.tubelet_size} above config.model.num_frames={spec.num_frames} (about 1.5x: "
+                      f"{spec.tubelet_size * round(1.5 * spec.num_frames / spec.tubelet_size)}), or 0 for off.")
+  return steps.PretrainTask(spec, plan, candidate_frames=candidates)
 
 
 def _abstract_step(config, batch_size: int):

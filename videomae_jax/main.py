@@ -37,8 +37,17 @@ def _wants_distributed() -> bool:
       os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"))
 
 
+class _QuietLibraries(logging.Filter):
+  """Keeps orbax's per-save INFO chatter out of the training log (warnings and errors still pass)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv):
   del argv
+  for handler in logging.getLogger().handlers + logging.getLogger("absl").handlers:
+    handler.addFilter(_QuietLibraries())
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config=configs/<name>.py and --workdir=DIR are required.")
   import jax

@@ -31,8 +31,8 @@ class JsonlWriter(metric_writers.MetricWriter):
       f.writelines(lines)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    # Buffered until flush() so that everything logged for one step lands on one line.
     self._pending.setdefault(int(step), {}).update({k: float(np.asarray(v)) for k, v in scalars.items()})
-    self.flush()
 
   def write_summaries(self, step, values, metadata=None):
     pass

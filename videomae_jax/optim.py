@@ -48,7 +48,8 @@ def learning_rate_schedule(*, base_lr: float, batch_size: int, min_lr: float, wa
   peak = peak_learning_rate(base_lr, batch_size)
   if total_steps <= 0:
     raise ConfigError(f"the run has {total_steps} training steps; set config.num_train_steps or total_epochs > 0.")
-  warmup_steps = min(warmup_steps, total_steps)
+  # optax needs at least one cosine step after the warmup.
+  warmup_steps = max(0, min(warmup_steps, total_steps - 1))
   return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=peak, warmup_steps=warmup_steps,
                                             decay_steps=total_steps, end_value=min(min_lr, peak))
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from videomae_jax import masking, objective
+from videomae_jax import masking, motion, objective
 from videomae_jax.models import VideoMAEPretrainModel
 from videomae_jax.models.variants import ModelSpec
 
@@ -37,6 +37,9 @@ class PretrainTask:
   """Everything static about a pretraining step: the model spec and the masking plan (token counts)."""
   spec: ModelSpec
   plan: masking.MaskingPlan
+  # MATS adaptive frame selection: clips arrive with this many candidate frames (about 1.5x num_frames) and the
+  # step keeps num_frames of them, in time order, weighted by their count of high-motion tokens. 0: off.
+  candidate_frames: int = 0
 
   @property
   def model(self) -> VideoMAEPretrainModel:
@@ -60,13 +63,19 @@ class PretrainTask:
 
   def abstract_batch(self, batch_size: int, sharding=None) -> Dict[str, jax.ShapeDtypeStruct]:
     spec = self.spec
-    return {"video": jax.ShapeDtypeStruct((batch_size, spec.num_frames, spec.image_size, spec.image_size, 3),
+    frames = self.candidate_frames or spec.num_frames
+    return {"video": jax.ShapeDtypeStruct((batch_size, frames, spec.image_size, spec.image_size, 3),
                                           jnp.uint8, sharding=sharding)}
 
   def loss(self, params: Any, batch: Batch, rng: jax.Array, train: bool = True):
     """batch['video'] [B, T, H, W, 3] (uint8, or float already normalized) -> (scalar loss, aux metrics)."""
     video = normalize_video(batch["video"])
-    mask_rng, dropout_rng = jax.random.split(rng)
+    mask_rng, dropout_rng, frame_rng = jax.random.split(rng, 3)
+    if self.candidate_frames:
+      video, _ = motion.adaptive_frame_selection(
+          frame_rng, video, self.embed_fn(params), tubelet_size=self.spec.tubelet_size,
+          patch_size=self.spec.patch_size, num_frames=self.spec.num_frames, keep_ratio=self.plan.motion_keep_ratio,
+          camera_motion_compensation=self.plan.camera_motion_compensation, max_shift=self.plan.camera_max_shift)
     masks = masking.sample_masks_for_video(self.plan, mask_rng, video, self.embed_fn(params), self.spec)
     predictions = self.model.apply({"params": params}, video, masks.encoder_indices, masks.decoder_indices,
                                    train=train, rngs={"dropout": dropout_rng})

@@ -69,11 +69,31 @@ def check_batch(config: ml_collections.ConfigDict, mesh) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # Input pipeline
 # ---------------------------------------------------------------------------------------------------------------
-def make_input(config: ml_collections.ConfigDict, local_batch_size: int):
+def prepare_demo_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """config.data.demo_dir: build the synthetic demo shards there if missing and point the sources at them."""
+  demo_dir = config.data.get("demo_dir", "")
+  if not demo_dir:
+    return config
+  from data_prep import make_demo
+  if jax.process_index() == 0:
+    shard_dir = make_demo.build_demo_shards(demo_dir, num_videos_per_class=config.data.get("demo_videos_per_class", 8))
+  from jax.experimental import multihost_utils
+  multihost_utils.sync_global_devices("demo shards built")
+  shard_dir = os.path.join(demo_dir, "shards")
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    for source in config.data.sources:
+      if not source.get("path"):
+        source["path"] = shard_dir
+  return config
+
+
+def make_input(config: ml_collections.ConfigDict):
+  """The grain iterator of this process's batches (checkpointable: get_state / set_state)."""
   from videomae_jax.data import pipeline
-  dataset = pipeline.make_pretrain_dataset(config, local_batch_size=local_batch_size,
-                                           process_index=jax.process_index(),
-                                           process_count=jax.process_count(), seed=config.seed)
+  mode = "pretrain" if config.task == "pretrain" else "finetune"
+  dataset = pipeline.make_dataset(config, mode=mode, process_index=jax.process_index(),
+                                  process_count=jax.process_count(), seed=config.seed)
   return iter(dataset)
 
 
@@ -84,6 +104,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Trains until config.num_train_steps (or preemption). Returns a summary (last step, last loss, stopped)."""
   os.makedirs(workdir, exist_ok=True)
   task = build_task(config)
+  config = prepare_demo_data(config)
   steps_per_epoch, total_steps, warmup_steps = schedule_lengths(config)
 
   # Mesh -----------------------------------------------------------------------------------------------------
@@ -106,7 +127,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                              config.get("fsdp_min_size", sharding.DEFAULT_FSDP_MIN_SIZE))
   batch_sharding = sharding.batch_sharding(mesh)
 
-  data_iterator = make_input(config, local_batch)
+  data_iterator = make_input(config)
   checkpointer = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
                                             async_saves=config.get("async_checkpointing", True))
   restored_step = checkpointer.latest_step()
@@ -168,6 +189,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
             flops_per_step_per_device=flops_per_step, num_devices=mesh.devices.size,
             peak_flops_per_device=peak))
         window_start, data_wait, window_steps = time.time(), 0.0, 0
+        writer.flush()
       if handler.should_stop(step) and not is_last:
         stopped_by = handler.signal_name or "preemption"
         checkpoint_now = True
@@ -187,7 +209,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "run_summary.json"), "w") as f:
       json.dump(summary, f, indent=1)
+    if config.task == "pretrain" and step == total_steps and config.data.get("reconstruction_video", ""):
+      write_reconstruction_picture(config, workdir, checkpointer.directory, step)
   return summary
+
+
+def write_reconstruction_picture(config, workdir: str, checkpoint_dir: str, step: int) -> None:
+  """{workdir}/reconstruction.png: frames, motion scores, masks and the model's reconstruction of one video."""
+  from videomae_jax import visualize
+  video = config.data.reconstruction_video
+  if config.data.get("demo_dir") and not os.path.isabs(video):
+    video = os.path.join(config.data.demo_dir, video)
+  output = os.path.join(workdir, "reconstruction.png")
+  visualize.visualize(config, video, output, checkpoint=os.path.join(checkpoint_dir, str(step), "state"))
+  logging.info("Wrote %s", output)
 
 
 def _write_metrics(writer, step: int, pending: list) -> float:
