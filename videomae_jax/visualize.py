@@ -1,0 +1,220 @@
+r"""Draws what the masking does to one video: frames, motion scores, encoder tokens, decoder targets, reconstruction.
+
+  python -m videomae_jax.visualize --video=clip.mp4 --config=configs/vitb_pretrain.py --output=masks.png
+  python -m videomae_jax.visualize --video=clip.mp4 --config=configs/vitb_pretrain.py \
+      --config.masking.encoder=motion --config.masking.decoder=motion --checkpoint=CHECKPOINT_DIR
+
+One column per tubelet (its first frame). Rows: the frames; the motion score heat map (the model's own patch
+embedding, random init without --checkpoint; camera-compensated when config.masking.camera_motion_compensation);
+the tokens the encoder sees; the decoder's targets (red: loss tokens, blue: decoder-kept but visible, no loss);
+with --checkpoint, the reconstruction (visible patches as given, predicted patches un-normalized with each
+tubelet's own mean and std, the rest dark).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+from PIL import Image, ImageDraw
+
+from videomae_jax import masking, objective
+from videomae_jax.models.pretrain import VideoMAEPretrainModel
+from videomae_jax.models.variants import model_spec_from_config
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
+_VIDEO = flags.DEFINE_string("video", None, "Video file to visualize (anything PyAV decodes).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Orbax checkpoint directory holding `params`; random "
+                                  "init without it (then no reconstruction row).")
+_OUTPUT = flags.DEFINE_string("output", "masks.png", "Where to write the PNG.")
+_SEED = flags.DEFINE_integer("seed", 0, "Masking seed (and init seed without a checkpoint).")
+_STRIDE = flags.DEFINE_integer("stride", 0, "Frame stride of the clip, centred in the video; 0 spreads the "
+                               "frames evenly over the whole video.")
+
+LABEL_WIDTH = 150
+MIN_CELL = 128
+
+
+def load_params(checkpoint_dir: str) -> Any:
+  """Restores the `params` pytree of an orbax checkpoint (the one place that knows the checkpoint layout)."""
+  import orbax.checkpoint as ocp  # imported here: only needed with --checkpoint
+  restored = ocp.StandardCheckpointer().restore(os.path.abspath(checkpoint_dir))
+  if isinstance(restored, Mapping):
+    if "params" in restored:
+      return restored["params"]
+    for value in restored.values():  # e.g. {'state': {'params': ...}}
+      if isinstance(value, Mapping) and "params" in value:
+        return value["params"]
+  raise ValueError(f"{checkpoint_dir} holds no `params` entry (top-level keys: "
+                   f"{list(restored) if isinstance(restored, Mapping) else type(restored)}).")
+
+
+def decode_video(path: str) -> np.ndarray:
+  """All frames of a video as [F, H, W, 3] uint8 RGB."""
+  import av
+  with av.open(path) as container:
+    frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+  if not frames:
+    raise ValueError(f"{path} has no decodable video frames.")
+  return np.stack(frames)
+
+
+def sample_frame_indices(num_available: int, num_frames: int, stride: int) -> np.ndarray:
+  """Evenly spread indices (stride 0), or `num_frames` frames `stride` apart centred in the video (clamped)."""
+  if stride <= 0:
+    return np.linspace(0, num_available - 1, num_frames).round().astype(np.int64)
+  span = (num_frames - 1) * stride
+  start = max(0, (num_available - 1 - span) // 2)
+  return np.minimum(start + stride * np.arange(num_frames), num_available - 1)
+
+
+def resize_and_crop(frame: np.ndarray, size: int) -> np.ndarray:
+  """Short side to `size` (bilinear), then a centred size x size crop."""
+  image = Image.fromarray(frame)
+  scale = size / min(image.size)
+  width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+  image = image.resize((width, height), Image.BILINEAR)
+  left, top = (width - size) // 2, (height - size) // 2
+  return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
+def load_clip(path: str, num_frames: int, image_size: int, stride: int = 0) -> np.ndarray:
+  """[1, T, S, S, 3] float32 ImageNet-normalized clip from a video file."""
+  frames = decode_video(path)
+  frames = frames[sample_frame_indices(len(frames), num_frames, stride)]
+  frames = np.stack([resize_and_crop(f, image_size) for f in frames]).astype(np.float32) / 255.0
+  return ((frames - objective.IMAGENET_MEAN) / objective.IMAGENET_STD)[None]
+
+
+_HEAT_ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
+
+
+def heat_colors(values: np.ndarray) -> np.ndarray:
+  """Values in [0, 1] -> RGB float in [0, 255] (an inferno-like ramp)."""
+  position = np.clip(values, 0, 1) * (len(_HEAT_ANCHORS) - 1)
+  low = np.floor(position).astype(int).clip(0, len(_HEAT_ANCHORS) - 2)
+  fraction = (position - low)[..., None]
+  return _HEAT_ANCHORS[low] * (1 - fraction) + _HEAT_ANCHORS[low + 1] * fraction
+
+
+def _token_map(values: np.ndarray, grid, patch_size: int) -> np.ndarray:
+  """[N] per-token values -> [T', H, W] pixel map (each token's value on its patch)."""
+  time, height, width = grid
+  return np.kron(values.reshape(time, height, width), np.ones((1, patch_size, patch_size), values.dtype))
+
+
+def render_rows(frames: np.ndarray, scores: np.ndarray, visible: np.ndarray, loss: np.ndarray,
+                kept_visible: np.ndarray, grid, patch_size: int, reconstruction=None):
+  """frames [T', S, S, 3] float in [0, 1] (one per tubelet); token arrays [N]. Returns [(label, [T', S, S, 3])]."""
+  gray = frames.mean(-1, keepdims=True) * 0.35 + 0.1
+  heat = _token_map(scores / max(float(scores.max()), 1e-12), grid, patch_size)
+  heat_rgb = heat_colors(heat) / 255.0
+  visible_map = _token_map(visible.astype(np.float32), grid, patch_size)[..., None]
+  loss_map = _token_map(loss.astype(np.float32), grid, patch_size)[..., None]
+  kept_visible_map = _token_map(kept_visible.astype(np.float32), grid, patch_size)[..., None]
+  red, blue = np.array([1.0, 0.1, 0.1]), np.array([0.2, 0.4, 1.0])
+  targets = gray * (1 - loss_map - kept_visible_map)
+  targets = targets + loss_map * (0.45 * frames + 0.55 * red) + kept_visible_map * (0.45 * frames + 0.55 * blue)
+  rows = [("frames", frames),
+          ("motion score", 0.35 * frames + 0.65 * heat_rgb),
+          ("encoder input", visible_map * frames + (1 - visible_map) * gray),
+          ("decoder targets\nred: loss\nblue: visible", targets)]
+  if reconstruction is not None:
+    rows.append(("reconstruction", reconstruction))
+  return rows
+
+
+def draw_grid(rows, title: str, cell: int) -> Image.Image:
+  """Lays out rows of equally sized images with a label column and a title line."""
+  columns = len(rows[0][1])
+  title_height = 22 * (title.count("\n") + 1)
+  canvas = Image.new("RGB", (LABEL_WIDTH + columns * (cell + 4), title_height + len(rows) * (cell + 4)),
+                     (255, 255, 255))
+  draw = ImageDraw.Draw(canvas)
+  draw.multiline_text((4, 4), title, fill=(0, 0, 0))
+  for r, (label, images) in enumerate(rows):
+    top = title_height + r * (cell + 4)
+    draw.multiline_text((4, top + 4), label, fill=(0, 0, 0))
+    for c, image in enumerate(images):
+      pixels = (np.clip(np.asarray(image), 0, 1) * 255).round().astype(np.uint8)
+      tile = Image.fromarray(pixels).resize((cell, cell), Image.NEAREST)
+      canvas.paste(tile, (LABEL_WIDTH + c * (cell + 4), top))
+  return canvas
+
+
+def visualize(config: Any, video_path: str, output_path: str, checkpoint: Optional[str] = None, seed: int = 0,
+              stride: int = 0) -> Image.Image:
+  """Builds the picture for one video and writes it to `output_path`; returns it."""
+  spec = dataclasses.replace(model_spec_from_config(config.model), compute_dtype="float32")
+  plan = masking.masking_plan(config.masking, spec)
+  video = jnp.asarray(load_clip(video_path, spec.num_frames, spec.image_size, stride))
+  model = VideoMAEPretrainModel(spec)
+  init_key, mask_key = jax.random.split(jax.random.key(seed))
+  if checkpoint:
+    variables = {"params": load_params(checkpoint)}
+  else:
+    dummy = jnp.zeros((1, plan.num_encoder_tokens), jnp.int32), jnp.zeros((1, plan.num_decoder_tokens), jnp.int32)
+    variables = jax.jit(model.init)(init_key, video, *dummy)
+
+  @jax.jit
+  def scores_and_masks(variables, video, key):
+    embed_fn = lambda clip: model.apply(variables, clip, method=VideoMAEPretrainModel.patch_embeddings)
+    scores = masking.clip_motion_scores(plan, video, embed_fn, spec)
+    return scores, masking.sample_masks(plan, key, 1, scores if plan.needs_motion_scores else None)
+
+  scores, masks = scores_and_masks(variables, video, mask_key)
+
+  num_tokens = plan.num_tokens
+  encoder_indices = np.asarray(masks.encoder_indices[0])
+  decoder_indices = np.asarray(masks.decoder_indices[0])
+  loss_mask = np.asarray(masks.loss_mask[0]) > 0
+  visible = np.zeros(num_tokens, bool)
+  visible[encoder_indices] = True
+  loss = np.zeros(num_tokens, bool)
+  loss[decoder_indices[loss_mask]] = True
+  kept_visible = np.zeros(num_tokens, bool)
+  kept_visible[decoder_indices[~loss_mask]] = True
+
+  pixels = np.asarray(objective.unnormalize(video))[0]                        # [T, S, S, 3]
+  first_frames = pixels[::spec.tubelet_size]
+  reconstruction = None
+  if checkpoint:
+    @jax.jit
+    def reconstruct(variables, video, masks):
+      predictions = model.apply(variables, video, masks.encoder_indices, masks.decoder_indices)
+      return objective.predictions_to_pixels(predictions, video, masks.decoder_indices, spec)
+
+    predicted = np.asarray(reconstruct(variables, video, masks))[0]
+    tokens = np.asarray(objective.patchify(objective.unnormalize(video), spec))[0].copy()   # [N, ts*P*P, 3]
+    shown = np.where(visible[:, None, None], tokens, 0.15)
+    shown[decoder_indices] = np.where(loss_mask[:, None, None], predicted, shown[decoder_indices])
+    reconstruction = np.asarray(objective.unpatchify(jnp.asarray(shown)[None], spec))[0][::spec.tubelet_size]
+
+  rows = render_rows(first_frames, np.asarray(scores[0]), visible, loss, kept_visible, spec.grid,
+                     spec.patch_size, reconstruction)
+  title = (f"{os.path.basename(video_path)}  grid {spec.grid}  encoder={plan.encoder}: {plan.num_encoder_tokens}/"
+           f"{num_tokens} visible  decoder={plan.decoder}: {plan.num_decoder_tokens} predicted, "
+           f"{int(loss.sum())} with loss\n"
+           f"motion scores: {'camera-compensated' if plan.camera_motion_compensation else 'plain'}; "
+           f"weights: {checkpoint or 'random init'}")
+  image = draw_grid(rows, title, cell=max(spec.image_size, MIN_CELL))
+  image.save(output_path)
+  return image
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  if _CONFIG.value is None or not _VIDEO.value:
+    raise app.UsageError("--config and --video are required.")
+  visualize(_CONFIG.value, _VIDEO.value, _OUTPUT.value, _CHECKPOINT.value, _SEED.value, _STRIDE.value)
+  print(f"wrote {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
