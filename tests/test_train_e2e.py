@@ -48,6 +48,13 @@ def _losses(workdir):
   return {row["step"]: row["train/loss"] for row in rows if "train/loss" in row}
 
 
+def _losses_or_none(workdir):
+  try:
+    return _losses(workdir)
+  except (FileNotFoundError, json.JSONDecodeError):
+    return None
+
+
 def _params(workdir, step):
   from videomae_jax.checkpointing import STATE
   import orbax.checkpoint as ocp
@@ -96,7 +103,10 @@ def test_sigterm_saves_that_step_and_exits_cleanly(tmp_path, demo_dir, uninterru
   process = subprocess.Popen(_command(workdir, demo_dir, "--config.checkpoint_every_steps=100",
                                       "--config.num_train_steps=40"),
                              env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  _wait_for(os.path.join(workdir, "metrics.jsonl"), process)  # past compilation, training
+  _wait_for(os.path.join(workdir, "checkpoints"), process)
+  while not _losses_or_none(workdir):  # past compilation: training steps are being logged
+    assert process.poll() is None, process.stderr.read()[-3000:]
+    time.sleep(0.2)
   process.send_signal(signal.SIGTERM)
   stderr = process.communicate(timeout=300)[1]
   assert process.returncode == 0, stderr[-3000:]

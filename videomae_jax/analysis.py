@@ -38,7 +38,8 @@ def pretrain_task(config) -> steps.PretrainTask:
     raise ConfigError(f"config.data.num_candidate_frames={candidates} must be a multiple of the tubelet size "
                       f"{spec.tubelet_size} above config.model.num_frames={spec.num_frames} (about 1.5x: "
                       f"{spec.tubelet_size * round(1.5 * spec.num_frames / spec.tubelet_size)}), or 0 for off.")
-  return steps.PretrainTask(spec, plan, candidate_frames=candidates)
+  normalize = bool(config.get("objective", {}).get("normalize_targets", True))
+  return steps.PretrainTask(spec, plan, candidate_frames=candidates, normalize_targets=normalize)
 
 
 def _abstract_step(config, batch_size: int):

@@ -62,14 +62,16 @@ def main(argv):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
   from videomae_jax import train
 
+  from etils import epath
+  from videomae_jax import xla_flags
   config = _CONFIG.value
-  workdir = _WORKDIR.value
-  os.makedirs(workdir, exist_ok=True)
+  workdir = _WORKDIR.value  # a local path or gs://bucket/run
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True))
   logging.info("JAX %s, %d processes, %d devices (%s).", jax.__version__, jax.process_count(), jax.device_count(),
                jax.devices()[0].device_kind)
+  logging.info("XLA / runtime flags in effect: %s", json.dumps(xla_flags.active()))
   summary = train.run(config, workdir)
   logging.info("Finished: %s", json.dumps(summary))
 

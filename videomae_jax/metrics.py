@@ -13,22 +13,21 @@ from typing import Any, Dict, Mapping
 import jax
 import numpy as np
 from clu import metric_writers
+from etils import epath
 
 
 class JsonlWriter(metric_writers.MetricWriter):
-  """Appends {'step': ..., **scalars} lines to a file."""
+  """Writes {'step': ..., **scalars} lines; local paths and gs:// alike (object stores cannot append, so the
+  file is rewritten whole at each flush: a few MB for a long run)."""
 
   def __init__(self, path: str):
-    self.path = path
+    self.path = epath.Path(path)
     self._pending: Dict[int, Dict[str, Any]] = {}
+    self._lines = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
 
   def truncate_after(self, step: int) -> None:
-    if not os.path.exists(self.path):
-      return
-    with open(self.path) as f:
-      lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    with open(self.path, "w") as f:
-      f.writelines(lines)
+    self._lines = [line for line in self._lines if line.strip() and json.loads(line)["step"] <= step]
+    self.path.write_text("".join(self._lines))
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
     # Buffered until flush() so that everything logged for one step lands on one line.
@@ -58,10 +57,10 @@ class JsonlWriter(metric_writers.MetricWriter):
   def flush(self):
     if not self._pending:
       return
-    with open(self.path, "a") as f:
-      for step in sorted(self._pending):
-        f.write(json.dumps({"step": step, **self._pending[step]}) + "\n")
+    for step in sorted(self._pending):
+      self._lines.append(json.dumps({"step": step, **self._pending[step]}) + "\n")
     self._pending.clear()
+    self.path.write_text("".join(self._lines))
 
   def close(self):
     self.flush()

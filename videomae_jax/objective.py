@@ -71,9 +71,12 @@ def tubelet_targets(video: jax.Array, spec: ModelSpec, normalize: bool = True) -
 
 
 def predictions_to_pixels(predictions: jax.Array, video: jax.Array, decoder_indices: jax.Array,
-                          spec: ModelSpec) -> jax.Array:
+                          spec: ModelSpec, normalized_targets: bool = True) -> jax.Array:
   """Undoes the target normalization: predictions [B, Nd, V] -> pixels [B, Nd, tubelet*P*P, 3] in [0, 1] (not
-  clipped), using each predicted tubelet's own mean/std from `video` (what the official visualization does)."""
+  clipped), using each predicted tubelet's own mean/std from `video` (what the official visualization does).
+  With raw-pixel targets (normalized_targets=False) the predictions already are pixels."""
+  if not normalized_targets:
+    return predictions.astype(jnp.float32).reshape(predictions.shape[0], predictions.shape[1], -1, 3)
   mean, std = tubelet_statistics(video, spec)
   mean = gather_tokens(mean[:, :, 0], decoder_indices)[:, :, None]
   std = gather_tokens(std[:, :, 0], decoder_indices)[:, :, None]

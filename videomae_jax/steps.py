@@ -40,6 +40,9 @@ class PretrainTask:
   # MATS adaptive frame selection: clips arrive with this many candidate frames (about 1.5x num_frames) and the
   # step keeps num_frames of them, in time order, weighted by their count of high-motion tokens. 0: off.
   candidate_frames: int = 0
+  # VideoMAE's per-tubelet normalized targets (the official objective); False: raw pixels (VideoMAE's
+  # --normlize_target False), easier to read in a reconstruction picture.
+  normalize_targets: bool = True
 
   @property
   def model(self) -> VideoMAEPretrainModel:
@@ -77,12 +80,8 @@ class PretrainTask:
           patch_size=self.spec.patch_size, num_frames=self.spec.num_frames, keep_ratio=self.plan.motion_keep_ratio,
           camera_motion_compensation=self.plan.camera_motion_compensation, max_shift=self.plan.camera_max_shift)
     masks = masking.sample_masks_for_video(self.plan, mask_rng, video, self.embed_fn(params), self.spec)
-    predictions = self.model.apply({"params": params}, video, masks.encoder_indices, masks.decoder_indices,
-                                   train=train, rngs={"dropout": dropout_rng})
-    targets = objective.tubelet_targets(video, self.spec)
-    targets = jnp.take_along_axis(targets, masks.decoder_indices[..., None], axis=1)
-    loss = objective.reconstruction_loss(predictions, targets, masks.loss_mask)
-    return loss, {"loss_tokens_per_clip": jnp.sum(masks.loss_mask) / video.shape[0]}
+    return objective.pretrain_loss(self.model, {"params": params}, video, masks, self.spec, train=train,
+                                   rngs={"dropout": dropout_rng}, normalize_targets=self.normalize_targets)
 
 
 def step_rng(state: State) -> jax.Array:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from clu import periodic_actions
+from etils import epath
 
 from videomae_jax import checkpointing, metrics, optim, preemption, sharding, steps
 from videomae_jax.models.variants import ConfigError
@@ -102,7 +103,16 @@ def make_input(config: ml_collections.ConfigDict):
 # ---------------------------------------------------------------------------------------------------------------
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Trains until config.num_train_steps (or preemption). Returns a summary (last step, last loss, stopped)."""
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  # From here on SIGTERM / SIGUSR1 only ask for a checkpoint at the next step boundary.
+  handler = preemption.PreemptionHandler(config.get("preemption_check_every_steps", 10)).install()
+  try:
+    return _run(config, workdir, handler)
+  finally:
+    handler.uninstall()
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.PreemptionHandler) -> Dict[str, Any]:
   task = build_task(config)
   config = prepare_demo_data(config)
   steps_per_epoch, total_steps, warmup_steps = schedule_lengths(config)
@@ -159,7 +169,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   # Loop ----------------------------------------------------------------------------------------------------
   start_step = int(restored_step or 0)
   writer = metrics.create_writer(workdir, start_step)
-  handler = preemption.PreemptionHandler(config.get("preemption_check_every_steps", 10)).install()
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=config.log_every_steps)
   peak = _peak_flops(jax.devices()[0])
@@ -202,13 +211,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         logging.warning("Stopping at step %d after %s; checkpoint saved.", step, stopped_by)
         break
   finally:
-    handler.uninstall()
     checkpointer.close()
     writer.flush()
   summary = {"step": step, "last_loss": last_loss, "stopped_by": stopped_by, "total_steps": total_steps}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "run_summary.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+    (epath.Path(workdir) / "run_summary.json").write_text(json.dumps(summary, indent=1))
     if config.task == "pretrain" and step == total_steps and config.data.get("reconstruction_video", ""):
       write_reconstruction_picture(config, workdir, checkpointer.directory, step)
   return summary

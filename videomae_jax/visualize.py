@@ -28,31 +28,14 @@ from videomae_jax import masking, objective
 from videomae_jax.models.pretrain import VideoMAEPretrainModel
 from videomae_jax.models.variants import model_spec_from_config
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
-_VIDEO = flags.DEFINE_string("video", None, "Video file to visualize (anything PyAV decodes).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Orbax checkpoint directory holding `params`; random "
-                                  "init without it (then no reconstruction row).")
-_OUTPUT = flags.DEFINE_string("output", "masks.png", "Where to write the PNG.")
-_SEED = flags.DEFINE_integer("seed", 0, "Masking seed (and init seed without a checkpoint).")
-_STRIDE = flags.DEFINE_integer("stride", 0, "Frame stride of the clip, centred in the video; 0 spreads the "
-                               "frames evenly over the whole video.")
-
 LABEL_WIDTH = 150
 MIN_CELL = 128
 
 
-def load_params(checkpoint_dir: str) -> Any:
-  """Restores the `params` pytree of an orbax checkpoint (the one place that knows the checkpoint layout)."""
-  import orbax.checkpoint as ocp  # imported here: only needed with --checkpoint
-  restored = ocp.StandardCheckpointer().restore(os.path.abspath(checkpoint_dir))
-  if isinstance(restored, Mapping):
-    if "params" in restored:
-      return restored["params"]
-    for value in restored.values():  # e.g. {'state': {'params': ...}}
-      if isinstance(value, Mapping) and "params" in value:
-        return value["params"]
-  raise ValueError(f"{checkpoint_dir} holds no `params` entry (top-level keys: "
-                   f"{list(restored) if isinstance(restored, Mapping) else type(restored)}).")
+def load_params(checkpoint: str) -> Any:
+  """Per-layer `params` of a training workdir, a checkpoint (step) directory or a params export."""
+  from videomae_jax.convert import params_io  # imported here: only needed with --checkpoint
+  return params_io.load_params(checkpoint).params
 
 
 def decode_video(path: str) -> np.ndarray:
@@ -151,7 +134,9 @@ def draw_grid(rows, title: str, cell: int) -> Image.Image:
 def visualize(config: Any, video_path: str, output_path: str, checkpoint: Optional[str] = None, seed: int = 0,
               stride: int = 0) -> Image.Image:
   """Builds the picture for one video and writes it to `output_path`; returns it."""
-  spec = dataclasses.replace(model_spec_from_config(config.model), compute_dtype="float32")
+  # float32 and per-layer parameters whatever the training used (checkpoints load unscanned).
+  spec = dataclasses.replace(model_spec_from_config(config.model), compute_dtype="float32", scan_layers=False,
+                             remat_policy="none")
   plan = masking.masking_plan(config.masking, spec)
   video = jnp.asarray(load_clip(video_path, spec.num_frames, spec.image_size, stride))
   model = VideoMAEPretrainModel(spec)
@@ -188,7 +173,8 @@ def visualize(config: Any, video_path: str, output_path: str, checkpoint: Option
     @jax.jit
     def reconstruct(variables, video, masks):
       predictions = model.apply(variables, video, masks.encoder_indices, masks.decoder_indices)
-      return objective.predictions_to_pixels(predictions, video, masks.decoder_indices, spec)
+      normalized = bool(config.get("objective", {}).get("normalize_targets", True))
+      return objective.predictions_to_pixels(predictions, video, masks.decoder_indices, spec, normalized)
 
     predicted = np.asarray(reconstruct(variables, video, masks))[0]
     tokens = np.asarray(objective.patchify(objective.unnormalize(video), spec))[0].copy()   # [N, ts*P*P, 3]
@@ -208,6 +194,19 @@ def visualize(config: Any, video_path: str, output_path: str, checkpoint: Option
   return image
 
 
+def _define_flags():
+  """Flags exist only when this module is the program: the trainer imports `visualize` too."""
+  global _CONFIG, _VIDEO, _CHECKPOINT, _OUTPUT, _SEED, _STRIDE
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
+  _VIDEO = flags.DEFINE_string("video", None, "Video file to visualize (anything PyAV decodes).")
+  _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir, checkpoint step directory or params "
+                                    "export; random init without it (then no reconstruction row).")
+  _OUTPUT = flags.DEFINE_string("output", "masks.png", "Where to write the PNG.")
+  _SEED = flags.DEFINE_integer("seed", 0, "Masking seed (and init seed without a checkpoint).")
+  _STRIDE = flags.DEFINE_integer("stride", 0, "Frame stride of the clip, centred in the video; 0 spreads the "
+                                 "frames evenly over the whole video.")
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
   if _CONFIG.value is None or not _VIDEO.value:
@@ -217,4 +216,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
