@@ -1,0 +1,204 @@
+r"""Input pipeline throughput per worker: pretraining clips vs decoding the same frames alone.
+
+  python -m benchmarks.input_pipeline                       # ~1-2 min on 2 cores, prints a markdown table
+  python -m benchmarks.input_pipeline --num_videos=16 --num_clips=64 --rounds=5   # steadier numbers
+
+It makes its own videos (no downloads): synthetic moving-object clips (data_prep.make_demo's renderer) at
+--height x --width (default 320 x 428, i.e. what build_shards stores for 4:3 sources at --short_side=320),
+--frames_per_video frames at 30 fps, then builds MP4 and JPEG shards of them with data_prep.build_shards.
+
+For each (format, decoder) it measures, in this one process with one thread (= one grain worker):
+  decode only   `decoding.decode_clip` of a random 16-frame clip at stride 4 (the frames the pipeline decodes),
+                RGB uint8, no crop: the floor any loader pays;
+  pipeline      the real grain pipeline (make_pretrain_dataset, num_workers=0): read + parse the record,
+                decode the same kind of clip, 4 repeated MultiScaleCrops resized to 224, batch;
+and reports clips per CPU second (decoded clips; samples = 4x), the ratio of per-clip CPU times (pipeline /
+decode only; goal <= 1.25), and record bytes per video and per frame. Times are this process's CPU time
+(time.process_time; everything runs in the calling thread), so other load on a shared machine barely moves
+them; the two measurements alternate over --rounds rounds and the median round is reported.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from typing import Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+
+flags.DEFINE_integer("num_videos", 4, "Synthetic videos per shard set.")
+flags.DEFINE_integer("frames_per_video", 120, "Frames per synthetic video (30 fps).")
+flags.DEFINE_integer("height", 320, "Frame height (the short side).")
+flags.DEFINE_integer("width", 428, "Frame width.")
+flags.DEFINE_integer("num_clips", 12, "Clips per measurement round.")
+flags.DEFINE_integer("rounds", 3, "Alternating measurement rounds (median reported).")
+flags.DEFINE_integer("repeated_aug", 4, "Crops per decoded clip.")
+flags.DEFINE_integer("num_frames", 16, "Frames per clip.")
+flags.DEFINE_integer("stride", 4, "Frame stride.")
+flags.DEFINE_integer("image_size", 224, "Output crop size.")
+flags.DEFINE_list("formats", ["mp4", "jpeg"], "Shard formats to measure.")
+flags.DEFINE_list("decoders", ["pyav", "decord"], "MP4 decoders to measure (decord skipped if missing).")
+flags.DEFINE_bool("compare_pil_resize", True, "With cv2 installed, also time mp4 with PIL's resize.")
+flags.DEFINE_string("workdir", "", "Where to keep the videos and shards (default: a temporary folder).")
+FLAGS = flags.FLAGS
+
+
+def render_realistic(rng: np.random.Generator, num_frames: int, height: int, width: int) -> np.ndarray:
+  """A moving textured object over a detailed background that the camera pans across, with sensor noise.
+
+  Decoding cost grows with the bit rate, so the test videos should compress about like real footage: at
+  320p this gives roughly 4-8 KB per frame in our shards (Kinetics at 320p is of that order), where the
+  smooth demo videos give ~1 KB.
+  """
+  from data_prep import make_demo  # pylint: disable=import-outside-toplevel
+  pan = rng.uniform(-2, 2, size=2)
+  margin = int(np.ceil(np.abs(pan).max() * num_frames)) + 1
+  texture = make_demo._smooth_texture  # pylint: disable=protected-access
+  coarse = texture(rng, height + 2 * margin, width + 2 * margin, cells=48)
+  detail = rng.normal(0, 12, size=coarse.shape[:2] + (1,))
+  background = np.clip(coarse + detail, 0, 255)
+  foreground = make_demo.render_video(rng, "right", num_frames=num_frames, size=height, width=width, cells=2)
+  frames = np.empty((num_frames, height, width, 3), np.uint8)
+  for t in range(num_frames):
+    y, x = (margin + np.round(pan * t)).astype(int)
+    frame = background[y:y + height, x:x + width].copy()
+    moving = np.any(foreground[t] != foreground[t, :1, :1], axis=-1, keepdims=True)
+    frame = np.where(moving, foreground[t], frame) + rng.normal(0, 3, size=(height, width, 1))
+    frames[t] = np.clip(frame, 0, 255)
+  return frames
+
+
+def _make_videos(video_dir: str, num_videos: int, num_frames: int, height: int, width: int) -> list[str]:
+  from videomae_jax.data import encoding  # pylint: disable=import-outside-toplevel
+  os.makedirs(video_dir, exist_ok=True)
+  paths = []
+  for i in range(num_videos):
+    path = os.path.join(video_dir, f"video_{i:03d}.mp4")
+    if not os.path.exists(path):
+      frames = render_realistic(np.random.default_rng(i), num_frames, height, width)
+      with open(path, "wb") as f:
+        f.write(encoding.encode_mp4(frames, 30, crf=18))
+    paths.append(path)
+  return paths
+
+
+def _config(shard_dir: str, *, repeats: int, num_frames: int, stride: int, image_size: int, decoder: str):
+  from videomae_jax import default_config  # pylint: disable=import-outside-toplevel
+  config = default_config.pretrain_config("B")
+  config.batch_size = repeats * 4
+  config.model.num_frames = num_frames
+  config.model.image_size = image_size
+  config.data.sources = [dict(name="bench", path=shard_dir, num_videos=0, stride=stride, weight=1)]
+  config.data.repeated_aug = repeats
+  config.data.num_workers = 0
+  config.data.video_decoder = decoder
+  config.data.worker_buffer_size = 0  # No background thread: time each batch in the calling thread.
+  return config
+
+
+def _decode_only_round(records, num_clips, num_frames, stride, decoder, rng) -> float:
+  from videomae_jax.data import decoding, transforms  # pylint: disable=import-outside-toplevel
+  start = time.process_time()
+  for _ in range(num_clips):
+    record = records[int(rng.integers(len(records)))]
+    indices = transforms.random_clip_indices(record["num_frames"], num_frames, stride, rng)
+    decoding.decode_clip(record, indices, decoder)
+  return (time.process_time() - start) / num_clips
+
+
+def _pipeline_round(iterator, num_clips, clips_per_batch) -> float:
+  num_batches = max(1, num_clips // clips_per_batch)
+  start = time.process_time()
+  for _ in range(num_batches):
+    next(iterator)
+  return (time.process_time() - start) / (num_batches * clips_per_batch)
+
+
+def _force_resize_backend(name: str) -> None:
+  """Makes videomae_jax.data.transforms resize with 'pil', or 'auto' (cv2 if installed); this process only."""
+  from videomae_jax.data import transforms  # pylint: disable=import-outside-toplevel
+  transforms._cv2_checked = False  # pylint: disable=protected-access
+  transforms._cv2 = None  # pylint: disable=protected-access
+  if name == "pil":
+    transforms._cv2_checked = True  # pylint: disable=protected-access
+  transforms._get_cv2()  # pylint: disable=protected-access
+
+
+def run(workdir: str) -> list[dict]:
+  from data_prep import build_shards  # pylint: disable=import-outside-toplevel
+  from videomae_jax.data import decoding, pipeline, shards, transforms  # pylint: disable=import-outside-toplevel
+  video_dir = os.path.join(workdir, "videos")
+  print(f"Making {FLAGS.num_videos} videos of {FLAGS.frames_per_video} frames at {FLAGS.height}x{FLAGS.width} "
+        f"in {video_dir} ...", flush=True)
+  _make_videos(video_dir, FLAGS.num_videos, FLAGS.frames_per_video, FLAGS.height, FLAGS.width)
+  rows = []
+  for video_format in FLAGS.formats:
+    shard_dir = os.path.join(workdir, f"shards_{video_format}")
+    build_shards.build_shards(video_dir, shard_dir, "bench", num_workers=0, short_side=FLAGS.height,
+                              video_format=video_format, progress=False)
+    records = shards.read_all_records(shard_dir)
+    record_bytes = [len(shards.serialize_record(r)) for r in records]
+    decoders = FLAGS.decoders if video_format == "mp4" else ["pil"]
+    _force_resize_backend("auto")
+    combos = [(decoder, transforms.resize_backend()) for decoder in decoders]
+    if video_format == "mp4" and transforms.resize_backend() == "cv2" and FLAGS.compare_pil_resize:
+      combos.append((decoders[0], "pil"))
+    for decoder, resize in combos:
+      if decoder == "decord" and not decoding.have_decord():
+        continue
+      _force_resize_backend(resize)
+      backend = "auto" if decoder == "pil" else decoder
+      config = _config(shard_dir, repeats=FLAGS.repeated_aug, num_frames=FLAGS.num_frames, stride=FLAGS.stride,
+                       image_size=FLAGS.image_size, decoder=backend)
+      iterator = iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0))
+      next(iterator)  # Warm up (imports, first open).
+      rng = np.random.default_rng(0)
+      _decode_only_round(records, 2, FLAGS.num_frames, FLAGS.stride, backend, rng)
+      decode_times, pipeline_times = [], []
+      for _ in range(FLAGS.rounds):
+        decode_times.append(_decode_only_round(records, FLAGS.num_clips, FLAGS.num_frames, FLAGS.stride, backend,
+                                               rng))
+        pipeline_times.append(_pipeline_round(iterator, FLAGS.num_clips, config.batch_size // FLAGS.repeated_aug))
+      decode_s, pipeline_s = statistics.median(decode_times), statistics.median(pipeline_times)
+      rows.append(dict(format=video_format, decoder=decoder, resize=resize,
+                       kb_per_video=np.mean(record_bytes) / 1e3,
+                       kb_per_frame=np.sum(record_bytes) / sum(r["num_frames"] for r in records) / 1e3,
+                       decode_clips_s=1 / decode_s, pipeline_clips_s=1 / pipeline_s, ratio=pipeline_s / decode_s))
+      print(f"  {video_format}/{decoder}/{resize}: decode {1 / decode_s:.1f} clips/s, "
+            f"pipeline {1 / pipeline_s:.1f} clips/s, ratio {pipeline_s / decode_s:.2f}", flush=True)
+  return rows
+
+
+def table(rows: Sequence[dict]) -> str:
+  lines = [
+      f"| shards | decoder | resize | KB / video ({FLAGS.frames_per_video} fr) | KB / frame | decode only "
+      f"(clips / CPU s) | pipeline, {FLAGS.repeated_aug} crops (clips / CPU s) | samples / CPU s | pipeline / decode |",
+      "|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in rows:
+    lines.append(f"| {r['format']} | {r['decoder']} | {r['resize']} | {r['kb_per_video']:.0f} | "
+                 f"{r['kb_per_frame']:.1f} | {r['decode_clips_s']:.1f} | {r['pipeline_clips_s']:.1f} | "
+                 f"{r['pipeline_clips_s'] * FLAGS.repeated_aug:.1f} | {r['ratio']:.2f}x |")
+  return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  if FLAGS.workdir:
+    rows = run(FLAGS.workdir)
+  else:
+    with tempfile.TemporaryDirectory() as workdir:
+      rows = run(workdir)
+  print()
+  print(f"Per worker (1 process, 1 thread, CPU time); {FLAGS.num_frames} frames at stride {FLAGS.stride} from "
+        f"{FLAGS.height}x{FLAGS.width} videos -> {FLAGS.repeated_aug} x {FLAGS.image_size}^2 crops; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
+  print()
+  print(table(rows))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,157 @@
+"""A process pool where every task has a deadline: a hung or crashed worker is killed and replaced.
+
+`concurrent.futures.ProcessPoolExecutor` cannot cancel a running task, and one segfaulting decoder breaks the
+whole pool. Here each worker runs one task at a time; the parent waits on the workers' pipes and process
+sentinels, kills a worker whose task ran past `timeout_s` (reporting the task as timed out), and starts a new
+worker in place of one that was killed or died.
+
+Workers are started with 'spawn': the parent may run threads (tqdm) and decoders keep global state, neither of
+which survives fork well. If the parent is killed, the workers see their pipe close and exit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import multiprocessing.connection
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+_STARTUP_ALLOWANCE_S = 120.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResult:
+  """Outcome of one task: `ok` with `value`, or not ok with `error` (a reason for humans)."""
+  index: int
+  ok: bool
+  value: Any = None
+  error: str = ""
+
+
+def _worker_main(connection, function: Callable[[Any], Any]) -> None:
+  while True:
+    try:
+      message = connection.recv()
+    except (EOFError, OSError):
+      return
+    if message is None:
+      return
+    index, argument = message
+    try:
+      connection.send(("started", index))  # The deadline runs from here, not from the (slow) worker start-up.
+    except (BrokenPipeError, OSError):
+      return
+    try:
+      result = TaskResult(index, True, function(argument))
+    except Exception as e:  # pylint: disable=broad-except
+      result = TaskResult(index, False, error=f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+    try:
+      connection.send(result)
+    except (BrokenPipeError, OSError):
+      return
+
+
+class _Worker:
+
+  def __init__(self, context, function):
+    self.connection, child_connection = context.Pipe(duplex=True)
+    self.process = context.Process(target=_worker_main, args=(child_connection, function), daemon=True)
+    self.process.start()
+    child_connection.close()
+    self.task: int | None = None
+    self.deadline = 0.0
+    self.timeout_s = 0.0
+
+  def submit(self, index: int, argument: Any, timeout_s: float) -> None:
+    self.task = index
+    # Until the worker reports the task started (after its imports), allow for a slow start-up.
+    self.deadline = time.monotonic() + timeout_s + _STARTUP_ALLOWANCE_S
+    self.timeout_s = timeout_s
+    self.connection.send((index, argument))
+
+  def kill(self) -> None:
+    if self.process.is_alive():
+      self.process.kill()
+    self.process.join(timeout=10)
+    self.connection.close()
+
+  def stop(self) -> None:
+    try:
+      self.connection.send(None)
+    except (BrokenPipeError, OSError):
+      pass
+    self.process.join(timeout=5)
+    if self.process.is_alive():
+      self.process.kill()
+      self.process.join(timeout=5)
+    self.connection.close()
+
+
+def run_with_deadlines(function: Callable[[Any], Any], arguments: Iterable[tuple[int, Any]], *,
+                       num_workers: int, timeout_s: float) -> Iterator[TaskResult]:
+  """Runs `function(argument)` for each `(index, argument)` in worker processes; yields results as they finish.
+
+  `function` must be importable by name (a module-level function) since workers are spawned. A task that runs
+  longer than `timeout_s` yields a failed TaskResult ('timeout ...') and its worker is replaced; so does a task
+  whose worker dies (segfault, os._exit). `arguments` is read lazily, one task per idle worker, so the caller
+  can bound how much work is in flight.
+  """
+  if num_workers < 1:
+    raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+  context = multiprocessing.get_context("spawn")
+  pending = iter(arguments)
+  workers = [_Worker(context, function) for _ in range(num_workers)]
+  exhausted = False
+  try:
+    while True:
+      for worker in workers:
+        if worker.task is None and not exhausted:
+          try:
+            index, argument = next(pending)
+          except StopIteration:
+            exhausted = True
+            break
+          worker.submit(index, argument, timeout_s)
+      busy = [w for w in workers if w.task is not None]
+      if not busy:
+        if exhausted:
+          return
+        continue
+      wait_s = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+      handles = [w.connection for w in busy] + [w.process.sentinel for w in busy]
+      ready = set(multiprocessing.connection.wait(handles, timeout=wait_s))
+      now = time.monotonic()
+      for position, worker in enumerate(workers):
+        if worker.task is None:
+          continue
+        result = None
+        if worker.connection in ready:
+          try:
+            result = worker.connection.recv()
+          except (EOFError, OSError):
+            result = None
+          if isinstance(result, tuple) and result[0] == "started":
+            worker.deadline = time.monotonic() + worker.timeout_s
+            continue
+        if result is not None:
+          worker.task = None
+          yield result
+          continue
+        died = worker.process.sentinel in ready or worker.connection in ready
+        timed_out = now >= worker.deadline
+        if not died and not timed_out:
+          continue
+        index = worker.task
+        exit_code = worker.process.exitcode
+        worker.kill()
+        workers[position] = _Worker(context, function)
+        if timed_out and not died:
+          yield TaskResult(index, False, error=f"timeout: decoding took longer than {timeout_s:g} s")
+        else:
+          yield TaskResult(index, False, error=f"decoder crashed (worker exit code {exit_code})")
+  finally:
+    for worker in workers:
+      if worker.task is None:
+        worker.stop()
+      else:
+        worker.kill()

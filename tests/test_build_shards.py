@@ -1,0 +1,170 @@
+"""data_prep.build_shards: bad files skipped with reasons, timeouts, crash recovery, resumable and deterministic."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from data_prep import build_shards
+from videomae_jax.data import shards
+from videomae_jax.data import testing
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOOD = ["cats/good_0.mp4", "cats/good_1.mp4", "dogs/good_2.mp4", "dogs/good_3.mp4"]
+
+
+def _make_inputs(folder, with_bad=True):
+  for i, relative in enumerate(GOOD):
+    testing.write_good_video(os.path.join(folder, relative), seed=i, num_frames=10 + i)
+  return testing.write_bad_videos(os.path.join(folder, "dogs")) if with_bad else {}
+
+
+def _shard_bytes(folder):
+  return {os.path.basename(p): open(p, "rb").read() for p in sorted(glob.glob(f"{folder}/*.array_record"))}
+
+
+def _run_cli(args, env_extra=None, **kwargs):
+  env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env_extra or {}))
+  return subprocess.Popen([sys.executable, "-m", "data_prep.build_shards", *args], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+  folder = str(tmp_path_factory.mktemp("videos"))
+  bad = _make_inputs(folder)
+  return folder, bad
+
+
+@pytest.fixture(scope="module")
+def reference_build(inputs, tmp_path_factory):
+  """One uninterrupted in-process build (no worker processes), the reference for byte comparisons."""
+  folder, _ = inputs
+  out = str(tmp_path_factory.mktemp("reference"))
+  description = build_shards.build_shards(folder, out, "pets", num_workers=0, videos_per_shard=2, progress=False)
+  return out, description
+
+
+def test_cli_skips_bad_files_with_reasons_and_keeps_good_ones(inputs, tmp_path):
+  folder, bad = inputs
+  process = _run_cli([f"--input={folder}", f"--output_dir={tmp_path}", "--source_name=pets", "--num_workers=2",
+                      "--videos_per_shard=3", "--timeout_s=60"])
+  stdout, stderr = process.communicate(timeout=120)
+  assert process.returncode == 0, stderr
+  description = json.load(open(tmp_path / "dataset.json"))
+  assert description["num_records"] == len(GOOD)
+  assert description["num_inputs"] == len(GOOD) + len(bad)
+  assert description["labels"] == ["cats", "dogs"]
+  reasons = {f["path"]: f["reason"] for f in description["failures"]}
+  assert set(reasons) == {f"dogs/{name}" for name in bad}
+  for name, keyword in bad.items():
+    assert keyword in reasons[f"dogs/{name}"], reasons
+  records = shards.read_all_records(str(tmp_path))
+  assert sorted(r["path"] for r in records) == GOOD
+  assert {r["path"]: r["label"] for r in records} == {p: int(p.startswith("dogs")) for p in GOOD}
+  assert {r["path"]: r["num_frames"] for r in records} == {p: 10 + i for i, p in enumerate(GOOD)}
+  assert "skipped dogs/zero_bytes.mp4: empty file" in stdout
+
+
+def test_same_inputs_give_identical_shards_with_and_without_workers(inputs, reference_build, tmp_path):
+  folder, _ = inputs
+  reference, _ = reference_build
+  build_shards.build_shards(folder, str(tmp_path), "pets", num_workers=2, videos_per_shard=2, progress=False)
+  expected = _shard_bytes(reference)
+  assert len(expected) == 4  # 8 inputs, 2 per shard.
+  assert _shard_bytes(str(tmp_path)) == expected
+  assert (json.load(open(tmp_path / "dataset.json"))["shards"] ==
+          json.load(open(os.path.join(reference, "dataset.json")))["shards"])
+
+
+def test_killed_build_resumes_to_identical_shards(inputs, reference_build, tmp_path):
+  folder, _ = inputs
+  reference, _ = reference_build
+  args = [f"--input={folder}", f"--output_dir={tmp_path}", "--source_name=pets", "--num_workers=1",
+          "--videos_per_shard=2"]
+  process = _run_cli(args, env_extra={build_shards.ENV_TEST_SLOW: "0.4"}, start_new_session=True)
+  deadline = time.time() + 90
+  while not glob.glob(f"{tmp_path}/*.array_record") and time.time() < deadline:
+    time.sleep(0.05)
+  os.killpg(process.pid, signal.SIGKILL)
+  process.communicate()
+  finished_before = _shard_bytes(str(tmp_path))
+  assert 1 <= len(finished_before) < 4, "the kill should land between the first and the last shard"
+  assert not os.path.exists(tmp_path / "dataset.json")
+
+  process = _run_cli(args)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 0, stderr
+  assert "already built" in stderr
+  assert _shard_bytes(str(tmp_path)) == _shard_bytes(reference)
+  assert not glob.glob(f"{tmp_path}/*.tmp-*")
+
+
+def test_hung_decoder_is_killed_and_the_rest_is_built(tmp_path, monkeypatch):
+  folder = tmp_path / "videos"
+  _make_inputs(str(folder), with_bad=False)
+  monkeypatch.setenv(build_shards.ENV_TEST_HANG, "good_1.mp4")
+  start = time.time()
+  description = build_shards.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=2,
+                                          timeout_s=3, progress=False)
+  assert time.time() - start < 60
+  assert description["num_records"] == len(GOOD) - 1
+  assert [f["path"] for f in description["failures"]] == ["cats/good_1.mp4"]
+  assert description["failures"][0]["reason"].startswith("timeout")
+
+
+def test_crashing_decoder_is_listed_and_replaced(tmp_path, monkeypatch):
+  folder = tmp_path / "videos"
+  _make_inputs(str(folder), with_bad=False)
+  monkeypatch.setenv(build_shards.ENV_TEST_CRASH, "good_2.mp4")
+  description = build_shards.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=1,
+                                          timeout_s=60, progress=False)
+  assert description["num_records"] == len(GOOD) - 1
+  assert description["failures"][0]["path"] == "dogs/good_2.mp4"
+  assert "crashed" in description["failures"][0]["reason"]
+
+
+def test_manifests_csv_and_jsonl_with_label_names(tmp_path):
+  folder = tmp_path / "videos"
+  _make_inputs(str(folder), with_bad=False)
+  csv_path = folder / "list.csv"
+  csv_path.write_text("path,label\n" + "".join(f"{p},{p.split('/')[0]}\n" for p in GOOD[:3]))
+  labels_file = tmp_path / "names.txt"
+  labels_file.write_text("dogs\ncats\nbirds\n")
+  description = build_shards.build_shards(str(csv_path), str(tmp_path / "csv"), "pets", num_workers=0,
+                                          label_names=["dogs", "cats", "birds"], progress=False)
+  assert description["labels"] == ["dogs", "cats", "birds"]
+  records = shards.read_all_records(str(tmp_path / "csv"))
+  assert {r["path"]: (r["label"], r["label_name"]) for r in records} == {
+      "cats/good_0.mp4": (1, "cats"), "cats/good_1.mp4": (1, "cats"), "dogs/good_2.mp4": (0, "dogs")}
+
+  jsonl_path = folder / "list.jsonl"
+  jsonl_path.write_text("".join(json.dumps(dict(path=p, label=i % 3)) + "\n" for i, p in enumerate(GOOD)))
+  description = build_shards.build_shards(str(jsonl_path), str(tmp_path / "jsonl"), "pets", num_workers=0,
+                                          video_format="jpeg", progress=False)
+  assert description["labels"] is None
+  records = shards.read_all_records(str(tmp_path / "jsonl"))
+  assert [r["label"] for r in records] == [0, 1, 2, 0]
+  assert records[0]["format"] == "jpeg" and len(records[0]["frames"]) == records[0]["num_frames"] == 10
+
+
+def test_unknown_label_stops_before_decoding(tmp_path):
+  folder = tmp_path / "videos"
+  _make_inputs(str(folder), with_bad=False)
+  with pytest.raises(ValueError, match="not in --label_names"):
+    build_shards.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=0,
+                              label_names=["cats"], progress=False)
+  assert not os.path.exists(tmp_path / "out" / "dataset.json")
+
+
+def test_short_side_resize_keeps_even_sizes(tmp_path):
+  testing.write_good_video(str(tmp_path / "v" / "a.mp4"), height=40, width=62)
+  build_shards.build_shards(str(tmp_path / "v"), str(tmp_path / "out"), "s", num_workers=0, short_side=21,
+                            progress=False)
+  (record,) = shards.read_all_records(str(tmp_path / "out"))
+  assert (record["height"], record["width"]) == (22, 32)  # 40x62 * 21/40, rounded to even
+  assert record["label"] == -1 and record["source"] == "s"

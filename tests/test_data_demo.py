@@ -1,0 +1,57 @@
+"""data_prep.make_demo: small, deterministic, labeled by motion only."""
+import os
+import time
+
+import numpy as np
+
+from data_prep import make_demo
+from videomae_jax.data import decoding
+from videomae_jax.data import shards
+
+
+def _shift_between(frame_a, frame_b, background):
+  """(dy, dx) in [-4, 4]^2 that best maps the moving object of frame_a onto frame_b."""
+  mask_a = np.abs(frame_a.astype(int) - background).sum(-1) > 60
+  mask_b = np.abs(frame_b.astype(int) - background).sum(-1) > 60
+  scores = {(dy, dx): (np.roll(mask_a, (dy, dx), axis=(0, 1)) & mask_b).sum()
+            for dy in range(-4, 5) for dx in range(-4, 5)}
+  return max(scores, key=scores.get)
+
+
+def test_demo_videos_are_small_quick_deterministic_and_move_by_class(tmp_path):
+  start = time.time()
+  paths = make_demo.make_demo_dataset(str(tmp_path / "a"), num_videos_per_class=2)
+  assert time.time() - start < 30
+  assert len(paths) == 8 and sorted(os.listdir(tmp_path / "a")) == sorted(make_demo.CLASSES)
+  assert sum(os.path.getsize(p) for p in paths) < 200_000
+  again = make_demo.make_demo_dataset(str(tmp_path / "b"), num_videos_per_class=2)
+  assert [open(p, "rb").read() for p in paths] == [open(p, "rb").read() for p in again]
+  expected = {"down": (1, 0), "left": (0, -1), "right": (0, 1), "up": (-1, 0)}
+  for path in paths:
+    frames, info = decoding.read_video_frames(path, short_side=0, backend="pyav")
+    assert len(frames) == 32 and frames[0].shape == (96, 96, 3) and info["fps"] == 15
+    background = np.median(np.stack(frames), axis=0)
+    dy, dx = _shift_between(frames[10], frames[12], background)
+    want = expected[os.path.basename(os.path.dirname(path))]
+    assert (np.sign(dy), np.sign(dx)) == want, (path, dy, dx)
+
+
+def test_single_frames_do_not_reveal_the_class():
+  # The object moves on a torus from a uniform start: its position in one frame is uniform for every class.
+  positions = {name: [] for name in make_demo.CLASSES}
+  for name in make_demo.CLASSES:
+    for seed in range(40):
+      frames = make_demo.render_video(np.random.default_rng(seed), name, num_frames=8, size=32)
+      background = np.median(frames, axis=0)
+      ys, xs = np.nonzero(np.abs(frames[4].astype(int) - background).sum(-1) > 60)
+      if len(ys):
+        positions[name].append((ys.mean(), xs.mean()))
+  means = np.array([np.mean(positions[name], axis=0) for name in make_demo.CLASSES])
+  assert np.abs(means - means.mean(axis=0)).max() < 5
+
+
+def test_build_demo_shards_in_process(tmp_path):
+  shard_dir = make_demo.build_demo_shards(str(tmp_path), num_videos_per_class=1, num_frames=8, size=32)
+  description = shards.read_description(shard_dir)
+  assert description["num_records"] == 4 and description["labels"] == sorted(make_demo.CLASSES)
+  assert make_demo.build_demo_shards(str(tmp_path)) == shard_dir  # Existing shards are reused.
