@@ -5,10 +5,10 @@ r"""Demo: fine-tune the demo pretraining (configs/demo_pretrain.py) on the 4 mot
   python -m videomae_jax.evaluate --config=configs/demo_finetune.py --workdir=runs/demo_ft
 The same without pretraining (the baseline): leave out --config.init_from and use another workdir.
 
-Same backbone as the demo pretraining (width 128, depth 4, 4 heads, MLP 512, patch 16, 8 frames of 64x64: 64 tokens),
+Same backbone as the demo pretraining (width 128, depth 4, 4 heads, MLP 512, patch 8, 8 frames of 64x64: 256 tokens),
 a 4-class head, and the full fine-tuning recipe at demo scale: layer decay 0.75, drop path 0.1, RandAugment
 m7-n4, random resized crop, random erasing 0.25, mixup 0.8 / cutmix 1.0 with label smoothing 0.1, 2 repeated
-augmentations, MATS keeping int(0.6 * 64) = 38 tokens per clip. No horizontal flip: left and right are classes.
+augmentations, MATS keeping int(0.6 * 256) = 153 tokens per clip. No horizontal flip: left and right are classes.
 Training videos: the pretraining's demo_data/ (8 per class); test videos: demo_data_test/ (another seed, 8 per
 class), 2 clips x 1 crop per video (the frames are square, so 3 crops along the long side would coincide).
 eval_results.json lands in the workdir; about 3 minutes of training on a 2-core CPU.
@@ -19,7 +19,6 @@ Measured (2026-11-23, 2-core CPU, 300 steps, after 300 steps of configs/demo_pre
 with the heavy augmentation turned off); with 512 training videos, from scratch and without augmentation, the
 training accuracy is still ~35% after 1,250 steps and the test accuracy stays at chance. The demo checks the
 machinery end to end; it can show the value of pretraining only once the demo pretraining itself learns something.
-Until train.py wires in fine-tuning (make_input, init_from adaptation), the `main` command above needs that change.
 """
 from videomae_jax import default_config
 
@@ -27,7 +26,7 @@ from videomae_jax import default_config
 def get_config():
   config = default_config.finetune_config("custom")
   model = config.model
-  model.width, model.depth, model.num_heads, model.mlp_dim, model.patch_size = 128, 4, 4, 512, 16
+  model.width, model.depth, model.num_heads, model.mlp_dim, model.patch_size = 128, 4, 4, 512, 8
   model.num_frames, model.image_size = 8, 64
   model.compute_dtype = "float32"  # CPUs gain nothing from bfloat16 matmuls
   model.num_classes = 4

@@ -161,7 +161,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
   compiled = train_step.lower(checkpointing.abstract_with_shardings(abstract_state, state_shardings),
                               abstract_batch).compile()
   from videomae_jax import analysis
-  flops_per_step = analysis.train_step_flops_per_clip(config) * config.batch_size / mesh.devices.size
+  if config.task == "finetune":
+    from videomae_jax import finetune
+    flops_per_clip = finetune.train_step_flops_per_clip(config)
+  else:
+    flops_per_clip = analysis.train_step_flops_per_clip(config)
+  flops_per_step = flops_per_clip * config.batch_size / mesh.devices.size
   memory = compiled.memory_analysis()
   logging.info("Compiled the train step in %.1f s: %.3g model FLOPs per device per step. Memory per device: %s",
                time.time() - compile_start, flops_per_step, _describe_memory(memory))
@@ -269,7 +274,9 @@ def load_initial_params(config, task, params, shardings):
   from videomae_jax.convert import params_io
   from videomae_jax.models import layer_stacking
   loaded = params_io.load_params(config.init_from)
-  source = loaded.params
+  # A fine-tuning task takes the encoder of a pretraining checkpoint (fresh fc_norm / head) or re-indexes a head.
+  adapt = getattr(task, "adapt_loaded_params", None)
+  source = adapt(loaded, seed=config.seed) if adapt is not None else loaded.params
   if task.spec.scan_layers:
     source = layer_stacking.stack_layers(source)
   flat_target = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
