@@ -6,7 +6,7 @@ Builds the demo videos and shards under demo_data/ if they are missing (4 classe
 direction of motion), then pretrains a ViT (width 128, depth 4, 8 frames of 64x64, patch 8: 256 tokens per clip)
 with dual masking and motion-aware selection: tube masking hides 75% of the tokens from the encoder (64 visible),
 and the decoder reconstructs the highest-motion half of the hidden tokens (decoder='motion', 96 targets).
-Measured on the 2-core CPU (2026-11-23): 300 steps in about 3 minutes; train/loss (raw-pixel MSE) 0.17 at step
+Measured on the 2-core CPU (2026-11-23): 300 steps in 1m41s (fresh clone, idle machine; about 3 min when busy); train/loss (raw-pixel MSE) 0.17 at step
 20 -> 0.040 at step 300. It leaves checkpoints (runs/demo/checkpoints), TensorBoard logs (runs/demo/tensorboard),
 metrics.jsonl and a reconstruction picture (runs/demo/reconstruction.png).
 Shorter or longer: --config.num_train_steps=N --config.checkpoint_every_steps=M.
