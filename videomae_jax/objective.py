@@ -13,12 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from videomae_jax.data import transforms
 from videomae_jax.masking import Masks
 from videomae_jax.models.variants import ModelSpec
 from videomae_jax.models.vit import gather_tokens
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# One source for the normalization constants: the data pipeline's.
+IMAGENET_MEAN = np.array(transforms.IMAGENET_MEAN, np.float32)
+IMAGENET_STD = np.array(transforms.IMAGENET_STD, np.float32)
 TARGET_STD_EPSILON = 1e-6
 
 

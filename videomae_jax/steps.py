@@ -14,22 +14,20 @@ import jax.numpy as jnp
 import optax
 
 from videomae_jax import masking, motion, objective
+from videomae_jax.data import pipeline
 from videomae_jax.models import VideoMAEPretrainModel
 from videomae_jax.models.variants import ModelSpec
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 State = Dict[str, Any]
 Batch = Dict[str, jax.Array]
 
 
 def normalize_video(video: jax.Array) -> jax.Array:
-  """uint8 [..., 3] in [0, 255] -> ImageNet-normalized float32. Float input is taken as already normalized."""
+  """uint8 [..., 3] in [0, 255] -> ImageNet-normalized float32 (the pipeline's `normalize`, on device). Float
+  input is taken as already normalized."""
   if video.dtype != jnp.uint8:
     return video.astype(jnp.float32)
-  video = video.astype(jnp.float32) / 255.0
-  return (video - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+  return pipeline.normalize(video)
 
 
 @dataclasses.dataclass(frozen=True)
