@@ -7,15 +7,21 @@ It makes its own videos (no downloads): synthetic moving-object clips (data_prep
 --height x --width (default 320 x 428, i.e. what build_shards stores for 4:3 sources at --short_side=320),
 --frames_per_video frames at 30 fps, then builds MP4 and JPEG shards of them with data_prep.build_shards.
 
-For each (format, decoder) it measures, in this one process with one thread (= one grain worker):
+For each (format, decoder, crops) it measures, in this one process with one thread (= one grain worker):
   decode only   `decoding.decode_clip` of a random 16-frame clip at stride 4 (the frames the pipeline decodes),
                 RGB uint8, no crop: the floor any loader pays;
   pipeline      the real grain pipeline (make_pretrain_dataset, num_workers=0): read + parse the record,
-                decode the same kind of clip, 4 repeated MultiScaleCrops resized to 224, batch;
+                decode the same kind of clip, 4 repeated MultiScaleCrops, batch. Crops 'device' (the
+                pretraining default, config.data.crop_on_device): the clip is decoded into the batch's canvas
+                and only the 4 boxes are drawn; the train step cuts and resizes them. Crops 'cv2' / 'pil': the
+                4 crops are resized to 224 on the host with that library;
 and reports clips per CPU second (decoded clips; samples = 4x), the ratio of per-clip CPU times (pipeline /
 decode only; goal <= 1.25), and record bytes per video and per frame. Times are this process's CPU time
 (time.process_time; everything runs in the calling thread), so other load on a shared machine barely moves
 them; the two measurements alternate over --rounds rounds and the median round is reported.
+
+With crops on the device the work moves to the accelerator; the last lines print what that costs per clip
+here (videomae_jax.device_crops.crop_resize jitted on this machine's default JAX device, wall time), for scale.
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ flags.DEFINE_integer("image_size", 224, "Output crop size.")
 flags.DEFINE_list("formats", ["mp4", "jpeg"], "Shard formats to measure.")
 flags.DEFINE_list("decoders", ["pyav", "decord"], "MP4 decoders to measure (decord skipped if missing).")
 flags.DEFINE_bool("compare_pil_resize", True, "With cv2 installed, also time mp4 with PIL's resize.")
+flags.DEFINE_bool("compare_host_crops", True, "Also time crops resized on the host (cv2, or PIL without it).")
 flags.DEFINE_string("workdir", "", "Where to keep the videos and shards (default: a temporary folder).")
 FLAGS = flags.FLAGS
 
@@ -85,7 +92,8 @@ def _make_videos(video_dir: str, num_videos: int, num_frames: int, height: int, 
   return paths
 
 
-def _config(shard_dir: str, *, repeats: int, num_frames: int, stride: int, image_size: int, decoder: str):
+def _config(shard_dir: str, *, repeats: int, num_frames: int, stride: int, image_size: int, decoder: str,
+            crop_on_device: bool):
   from videomae_jax import default_config  # pylint: disable=import-outside-toplevel
   config = default_config.pretrain_config("B")
   config.batch_size = repeats * 4
@@ -95,6 +103,7 @@ def _config(shard_dir: str, *, repeats: int, num_frames: int, stride: int, image
   config.data.repeated_aug = repeats
   config.data.num_workers = 0
   config.data.video_decoder = decoder
+  config.data.crop_on_device = crop_on_device
   config.data.worker_buffer_size = 0  # No background thread: time each batch in the calling thread.
   return config
 
@@ -143,16 +152,18 @@ def run(workdir: str) -> list[dict]:
     record_bytes = [len(shards.serialize_record(r)) for r in records]
     decoders = FLAGS.decoders if video_format == "mp4" else ["pil"]
     _force_resize_backend("auto")
-    combos = [(decoder, transforms.resize_backend()) for decoder in decoders]
-    if video_format == "mp4" and transforms.resize_backend() == "cv2" and FLAGS.compare_pil_resize:
-      combos.append((decoders[0], "pil"))
+    combos = [(decoder, "device") for decoder in decoders]
+    if FLAGS.compare_host_crops:
+      combos += [(decoders[0], transforms.resize_backend())]
+      if video_format == "mp4" and transforms.resize_backend() == "cv2" and FLAGS.compare_pil_resize:
+        combos.append((decoders[0], "pil"))
     for decoder, resize in combos:
       if decoder == "decord" and not decoding.have_decord():
         continue
-      _force_resize_backend(resize)
+      _force_resize_backend("auto" if resize == "device" else resize)
       backend = "auto" if decoder == "pil" else decoder
       config = _config(shard_dir, repeats=FLAGS.repeated_aug, num_frames=FLAGS.num_frames, stride=FLAGS.stride,
-                       image_size=FLAGS.image_size, decoder=backend)
+                       image_size=FLAGS.image_size, decoder=backend, crop_on_device=resize == "device")
       iterator = iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0))
       next(iterator)  # Warm up (imports, first open).
       rng = np.random.default_rng(0)
@@ -172,9 +183,29 @@ def run(workdir: str) -> list[dict]:
   return rows
 
 
+def device_crop_cost(num_clips: int = 4) -> tuple[str, float]:
+  """(device, ms per clip) of cutting + resizing R crops of a clip on the default JAX device (jitted)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from videomae_jax import device_crops  # pylint: disable=import-outside-toplevel
+  from videomae_jax.data import transforms  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  canvas = rng.integers(0, 256, (num_clips, FLAGS.num_frames, FLAGS.height, FLAGS.width, 3), dtype=np.uint8)
+  crops = np.array([[(*transforms.multiscale_crop_box(FLAGS.height, FLAGS.width, rng, output_size=FLAGS.image_size),
+                      0) for _ in range(FLAGS.repeated_aug)] for _ in range(num_clips)], np.int32)
+  canvas, crops = jax.device_put(canvas), jax.device_put(crops)
+  fn = jax.jit(device_crops.crop_resize, static_argnums=2)
+  fn(canvas, crops, FLAGS.image_size).block_until_ready()
+  times = []
+  for _ in range(5):
+    start = time.perf_counter()
+    fn(canvas, crops, FLAGS.image_size).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return str(jax.devices()[0].device_kind), statistics.median(times) / num_clips * 1e3
+
+
 def table(rows: Sequence[dict]) -> str:
   lines = [
-      f"| shards | decoder | resize | KB / video ({FLAGS.frames_per_video} fr) | KB / frame | decode only "
+      f"| shards | decoder | crops | KB / video ({FLAGS.frames_per_video} fr) | KB / frame | decode only "
       f"(clips / CPU s) | pipeline, {FLAGS.repeated_aug} crops (clips / CPU s) | samples / CPU s | pipeline / decode |",
       "|---|---|---|---|---|---|---|---|---|",
   ]
@@ -198,6 +229,11 @@ def main(argv: Sequence[str]) -> None:
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
   print()
   print(table(rows))
+  if any(r["resize"] == "device" for r in rows):
+    device, ms = device_crop_cost()
+    print()
+    print(f"Crops on the device cost {ms:.1f} ms per clip ({FLAGS.repeated_aug} x {FLAGS.num_frames} frames of "
+          f"{FLAGS.image_size}^2, jitted crop_resize, wall time) on this machine's JAX device: {device}.")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ r"""Train-step benchmark: clips/s per device, TFLOP/s per device, MFU, peak memo
       [--json=out.json] [--config.masking.encoder=motion ...]
 
 Runs the real train step (masking, model, loss, AdamW update) on synthetic uint8 clips (random pixels: the cost of
-a step does not depend on the content), data-parallel over all local devices. FLOPs are model FLOPs from XLA's cost
+a step does not depend on the content), data-parallel over all local devices. With crops on the device (the
+pretraining default, config.data.crop_on_device) the step also cuts the views from canvas clips (random
+MultiScaleCrop boxes; the canvas is the shards' max frame size, else 320x568), so batch sizes must be multiples of
+repeated_aug x devices; --config.data.crop_on_device=False times the step on ready views. FLOPs are model FLOPs from XLA's cost
 analysis of the unrolled step (`videomae_jax.inspect.train_step_flops_per_clip`); MFU divides by the device's peak
 from `videomae_jax.hardware` (none on CPU). Peak memory is the device allocator's peak where it reports one (GPU,
 TPU), else XLA's memory analysis of the compiled step. A batch that does not fit is reported as OOM and the sweep
@@ -52,6 +55,10 @@ def benchmark(config, batch_size: int, num_steps: int) -> dict:
   devices = mesh.devices.size
   if batch_size % devices:
     raise ValueError(f"batch size {batch_size} is not divisible by the {devices} devices")
+  repeats = getattr(task, "crops_per_clip", 0)
+  if repeats and batch_size % (repeats * devices):
+    raise ValueError(f"batch size {batch_size}: crops on the device need a multiple of repeated_aug x devices = "
+                     f"{repeats * devices}, or --config.data.crop_on_device=False")
   abstract_params = jax.eval_shape(task.init_params, jax.random.key(0))
   optimizer, schedule = optim.make_optimizer(config.optimizer, abstract_params, batch_size=batch_size,
                                              warmup_steps=1, total_steps=1000, depth=task.spec.depth)
@@ -68,8 +75,7 @@ def benchmark(config, batch_size: int, num_steps: int) -> dict:
   compile_seconds = time.perf_counter() - start
   state = jax.jit(lambda: steps.init_train_state(task, optimizer, 0), out_shardings=state_sh)()
   rng = np.random.default_rng(0)
-  batch = {key: jax.device_put(rng.integers(0, 255, spec.shape, dtype=np.uint8) if spec.dtype == jnp.uint8
-                               else np.zeros(spec.shape, spec.dtype), batch_sh)
+  batch = {key: jax.device_put(_synthetic(key, spec, abstract_batch, config, rng), batch_sh)
            for key, spec in abstract_batch.items()}
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
@@ -92,7 +98,22 @@ def benchmark(config, batch_size: int, num_steps: int) -> dict:
       "tflops_per_second_per_device": tflops, "mfu": (tflops * 1e12 / peak) if peak else None,
       "peak_memory_gib": memory / 1024 ** 3, "memory_source": memory_source,
       "compile_seconds": compile_seconds, "loss": float(metrics["train/loss"]),
+      "crops": (f"device, {repeats} per clip, canvas {abstract_batch['video'].shape[2]}x"
+                f"{abstract_batch['video'].shape[3]}") if repeats else "host (ready views)",
   }
+
+
+def _synthetic(key, spec, abstract_batch, config, rng) -> np.ndarray:
+  """Random pixels; for 'crops', real MultiScaleCrop boxes inside the canvas (the step's gathers need them)."""
+  if key == "crops":
+    from videomae_jax.data import transforms  # pylint: disable=import-outside-toplevel
+    height, width = abstract_batch["video"].shape[2:4]
+    clips, repeats, _ = spec.shape
+    return np.array([[(*transforms.multiscale_crop_box(height, width, rng, output_size=config.model.image_size), 0)
+                      for _ in range(repeats)] for _ in range(clips)], np.int32)
+  if spec.dtype == jnp.uint8:
+    return rng.integers(0, 255, spec.shape, dtype=np.uint8)
+  return np.zeros(spec.shape, spec.dtype)
 
 
 def format_table(rows: list) -> str:
@@ -129,6 +150,9 @@ def main(argv):
                    "batch_size": batch_size, "error": "OOM"})
       break
   print(format_table(rows))
+  crops = {r["crops"] for r in rows if "crops" in r}
+  if crops:
+    print(f"Crops: {', '.join(sorted(crops))} (crops on the device are part of the timed step).")
   if _JSON.value:
     with open(_JSON.value, "w") as f:
       json.dump(rows, f, indent=1)

@@ -264,6 +264,10 @@ def build_shards(input_path: str, output_dir: str, source_name: str, *, num_work
     sidecar = _read_sidecar(os.path.join(output_dir, name + ".json"))
     if (os.path.exists(os.path.join(output_dir, name)) and sidecar is not None
         and sidecar.get("fingerprint") == fingerprints[i]):
+      if "frame_sizes" not in sidecar:
+        # A shard from before sidecars listed frame sizes: read them from its records once (no re-encoding).
+        sidecar["frame_sizes"] = _frame_sizes_of_shard(os.path.join(output_dir, name))
+        shards_lib.write_json_atomically(os.path.join(output_dir, name + ".json"), sidecar)
       sidecars[i] = sidecar
   todo = [i for i in range(num_shards) if i not in sidecars]
   logging.info("%d videos -> %d shards in %s (%d already built).", len(items), num_shards, output_dir,
@@ -313,20 +317,35 @@ def _run_inline(index: int, task: dict[str, Any]) -> workers_lib.TaskResult:
 
 def _write_shard(output_dir: str, name: str, fingerprint: str, items: Sequence[dict[str, Any]],
                  outcomes: dict[int, workers_lib.TaskResult]) -> dict[str, Any]:
-  records, failures, label_counts = [], [], {}
+  records, failures, label_counts, frame_sizes = [], [], {}, {}
   for position, item in enumerate(items):
     outcome = outcomes[position]
     if outcome.ok:
       records.append(outcome.value)
       label_counts[str(item["label"])] = label_counts.get(str(item["label"]), 0) + 1
+      record = shards_lib.parse_record(outcome.value)
+      size = f"{record['height']}x{record['width']}"
+      frame_sizes[size] = frame_sizes.get(size, 0) + 1
     else:
       failures.append(dict(path=item["path"], reason=_failure_reason(outcome.error)))
   sidecar = dict(fingerprint=fingerprint, num_records=len(records), failures=failures,
-                 label_counts=label_counts)
+                 label_counts=label_counts, frame_sizes=dict(sorted(frame_sizes.items())))
   # Sidecar first: a shard file that exists always has its sidecar.
   shards_lib.write_json_atomically(os.path.join(output_dir, name + ".json"), sidecar)
   shards_lib.write_array_record_atomically(os.path.join(output_dir, name), records)
   return sidecar
+
+
+def _frame_sizes_of_shard(path: str) -> dict[str, int]:
+  from array_record.python.array_record_module import ArrayRecordReader  # pylint: disable=import-outside-toplevel
+  reader = ArrayRecordReader(path)
+  sizes: dict[str, int] = {}
+  for data in reader.read_all():
+    record = shards_lib.parse_record(data)
+    size = f"{record['height']}x{record['width']}"
+    sizes[size] = sizes.get(size, 0) + 1
+  reader.close()
+  return dict(sorted(sizes.items()))
 
 
 def _describe(input_path, source_name, options, items, labels, names, sidecars, timeout_s) -> dict[str, Any]:
@@ -337,6 +356,16 @@ def _describe(input_path, source_name, options, items, labels, names, sidecars, 
     for label, count in sidecars[i]["label_counts"].items():
       label_counts[label] = label_counts.get(label, 0) + count
   num_records = sum(sidecars[i]["num_records"] for i in range(len(names)))
+  # Frame sizes (HxW -> videos) and their maximum: the pipeline's default canvas for crops cut on the device
+  # (config.data.crop_canvas).
+  frame_sizes: dict[str, int] = {}
+  for i in range(len(names)):
+    for size, count in sidecars[i]["frame_sizes"].items():
+      frame_sizes[size] = frame_sizes.get(size, 0) + count
+  max_frame_size = None
+  if frame_sizes:
+    dims = [tuple(int(v) for v in size.split("x")) for size in frame_sizes]
+    max_frame_size = [max(h for h, _ in dims), max(w for _, w in dims)]
   versions = dict(av=av.__version__)
   if options["backend"] == "decord":
     import decord  # pylint: disable=import-outside-toplevel
@@ -351,6 +380,8 @@ def _describe(input_path, source_name, options, items, labels, names, sidecars, 
       num_failures=len(failures),
       labels=labels,
       label_counts={k: label_counts[k] for k in sorted(label_counts, key=int)},
+      frame_sizes=dict(sorted(frame_sizes.items())),
+      max_frame_size=max_frame_size,
       sources=[dict(name=source_name, input=os.path.abspath(input_path), num_records=num_records)],
       shards=[dict(file=name, num_records=sidecars[i]["num_records"]) for i, name in enumerate(names)],
       failures=failures,

@@ -168,3 +168,25 @@ def test_short_side_resize_keeps_even_sizes(tmp_path):
   (record,) = shards.read_all_records(str(tmp_path / "out"))
   assert (record["height"], record["width"]) == (22, 32)  # 40x62 * 21/40, rounded to even
   assert record["label"] == -1 and record["source"] == "s"
+
+
+def test_description_lists_frame_sizes_and_upgrades_old_sidecars(tmp_path):
+  """dataset.json's max_frame_size is the default canvas for crops on the device; shards built before sidecars
+  had frame sizes get them from their records on the next run, without re-encoding."""
+  testing.write_good_video(str(tmp_path / "v" / "a.mp4"), height=40, width=62)
+  testing.write_good_video(str(tmp_path / "v" / "b.mp4"), height=62, width=40, seed=1)
+  out = tmp_path / "out"
+  description = build_shards.build_shards(str(tmp_path / "v"), str(out), "s", num_workers=0, short_side=0,
+                                          videos_per_shard=1, progress=False)
+  assert description["frame_sizes"] == {"40x62": 1, "62x40": 1}
+  assert description["max_frame_size"] == [62, 62]
+  before = _shard_bytes(out)
+  for sidecar_path in glob.glob(f"{out}/*.array_record.json"):
+    with open(sidecar_path, encoding="utf-8") as f:
+      sidecar = json.load(f)
+    del sidecar["frame_sizes"]
+    with open(sidecar_path, "w", encoding="utf-8") as f:
+      json.dump(sidecar, f)
+  again = build_shards.build_shards(str(tmp_path / "v"), str(out), "s", num_workers=0, short_side=0,
+                                    videos_per_shard=1, progress=False)
+  assert again == description and _shard_bytes(out) == before

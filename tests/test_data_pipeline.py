@@ -17,7 +17,9 @@ def demo_shards(tmp_path_factory):
                                      num_frames=20, size=64)
 
 
-def _config(path, *, batch_size=8, repeated_aug=4, num_frames=8, image_size=32, sources=None):
+def _config(path, *, batch_size=8, repeated_aug=4, num_frames=8, image_size=32, sources=None,
+            crop_on_device=False):
+  """Host crops unless asked: most tests here look at the finished views."""
   config = default_config.pretrain_config("S")
   config.batch_size = batch_size
   config.model.num_frames = num_frames
@@ -25,6 +27,7 @@ def _config(path, *, batch_size=8, repeated_aug=4, num_frames=8, image_size=32, 
   config.data.sources = sources or [dict(name="demo", path=path, num_videos=12, stride=2, weight=1)]
   config.data.repeated_aug = repeated_aug
   config.data.num_workers = 0
+  config.data.crop_on_device = crop_on_device
   return config
 
 
@@ -44,8 +47,10 @@ def test_batches_have_the_documented_shapes_and_dtypes(demo_shards):
   assert shapes["video"] == ((8, 8, 32, 32, 3), np.uint8)
 
 
-def test_restored_iterator_state_gives_the_same_next_batches(demo_shards):
-  dataset = pipeline.make_pretrain_dataset(_config(demo_shards), process_index=0, process_count=1, seed=3)
+@pytest.mark.parametrize("crop_on_device", [False, True])
+def test_restored_iterator_state_gives_the_same_next_batches(demo_shards, crop_on_device):
+  dataset = pipeline.make_pretrain_dataset(_config(demo_shards, crop_on_device=crop_on_device), process_index=0,
+                                           process_count=1, seed=3)
   iterator = iter(dataset)
   _take(iterator, 3)
   state = iterator.get_state()
@@ -213,3 +218,64 @@ def test_opencv_and_pil_resizes_agree(monkeypatch):
   monkeypatch.setattr(transforms, "_cv2_checked", True)
   with_pil = transforms.crop_resize(clip, box, 32).astype(int)
   assert np.abs(with_cv2 - with_pil).mean() < 1.5
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Crops cut on the device (config.data.crop_on_device, the pretraining default).
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_device_crop_batches_carry_each_clip_once_with_its_boxes(demo_shards):
+  config = _config(demo_shards, batch_size=16, repeated_aug=4, crop_on_device=True)
+  assert pipeline.crop_canvas(config) == (64, 64)  # From dataset.json's max_frame_size.
+  batch = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)))
+  assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
+      k: (shape, np.dtype(dtype)) for k, (shape, dtype) in pipeline.batch_shapes(config).items()}
+  assert batch["video"].shape == (4, 8, 64, 64, 3) and batch["crops"].shape == (4, 4, 5)
+  x, y, w, h, flip = np.moveaxis(batch["crops"], -1, 0)
+  assert (x >= 0).all() and (y >= 0).all() and (x + w <= 64).all() and (y + h <= 64).all()
+  assert (flip == 0).all()  # config.data.flip is False for pretraining.
+  assert len({tuple(box) for box in batch["crops"].reshape(-1, 5)}) >= 8
+
+
+def test_device_crops_give_the_host_views_within_one_gray_level(demo_shards):
+  """Same seed, same random draws: cutting on the device reproduces the host path's views (and flips)."""
+  from videomae_jax import device_crops  # pylint: disable=import-outside-toplevel
+  views = {}
+  for on_device in (False, True):
+    config = _config(demo_shards, batch_size=16, repeated_aug=4, crop_on_device=on_device)
+    config.data.flip = True
+    views[on_device] = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=5)))
+  canvas = views[True]
+  assert canvas["crops"][..., 4].any() and not canvas["crops"][..., 4].all()
+  cut = np.asarray(jax.jit(device_crops.crop_resize, static_argnums=2)(canvas["video"], canvas["crops"], 32))
+  difference = np.abs(cut.astype(int) - views[False]["video"].astype(int))
+  assert difference.max() <= 1 and difference.mean() < 0.2
+  np.testing.assert_array_equal(np.repeat(canvas["label"], 4), views[False]["label"])
+
+
+def test_clips_larger_than_the_canvas_are_shrunk_into_it(demo_shards):
+  config = _config(demo_shards, batch_size=8, repeated_aug=2, crop_on_device=True)
+  config.data.crop_canvas = (40, 48)
+  batch = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)))
+  assert batch["video"].shape == (4, 8, 40, 48, 3)
+  x, y, w, h, _ = np.moveaxis(batch["crops"], -1, 0)
+  assert (x + w <= 40).all() and (y + h <= 40).all()   # 64x64 frames become 40x40 ...
+  assert (batch["video"][:, :, :, 40:] == 0).all()      # ... and the rest of the canvas is zero.
+  assert batch["video"][:, :, :, :40].std() > 10
+
+
+def test_canvas_errors_say_how_to_fix(demo_shards, tmp_path):
+  import json  # pylint: disable=import-outside-toplevel
+  import shutil  # pylint: disable=import-outside-toplevel
+  old = tmp_path / "old_shards"
+  shutil.copytree(demo_shards, old)
+  description = json.loads((old / "dataset.json").read_text())
+  del description["max_frame_size"]
+  (old / "dataset.json").write_text(json.dumps(description))
+  config = _config(str(old), crop_on_device=True)
+  with pytest.raises(ValueError, match=r"crop_canvas=\(H, W\)"):
+    pipeline.crop_canvas(config)
+  assert pipeline.crop_canvas(config, default=(10, 20)) == (10, 20)
+  config.data.crop_canvas = (64, 80)
+  assert pipeline.crop_canvas(config) == (64, 80)

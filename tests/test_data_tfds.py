@@ -52,6 +52,7 @@ def test_tfds_source_feeds_the_pipeline(tfds_dir):
   config.model.image_size = 16
   config.data.repeated_aug = 2
   config.data.num_workers = 0
+  config.data.crop_on_device = False
   config.data.sources = [dict(name="tiny", tfds="tiny_videos", split="train", data_dir=tfds_dir, stride=2,
                               weight=1)]
   batch = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)))
@@ -60,6 +61,19 @@ def test_tfds_source_feeds_the_pipeline(tfds_dir):
   np.testing.assert_allclose(green, np.where(batch["label"] == 1, 200, 40), atol=2)
   red = batch["video"][:, :, 8, 8, 0].astype(int)
   assert (np.diff(red, axis=1) == 20).all()  # Stride 2 in frames: red steps by 2 x 10.
+
+
+def test_tfds_source_with_crops_on_the_device(tfds_dir):
+  config = default_config.pretrain_config("S")
+  config.batch_size, config.model.num_frames, config.model.image_size = 4, 4, 16
+  config.data.repeated_aug, config.data.num_workers = 2, 0
+  config.data.sources = [dict(name="tiny", tfds="tiny_videos", split="train", data_dir=tfds_dir, stride=2,
+                              weight=1)]
+  assert pipeline.crop_canvas(config) == (32, 40)  # The Video feature's static frame size.
+  batch = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)))
+  assert batch["video"].shape == (2, 4, 32, 40, 3) and batch["crops"].shape == (2, 2, 5)
+  green = batch["video"][..., 1].mean(axis=(1, 2, 3))
+  np.testing.assert_allclose(green, np.where(batch["label"] == 1, 200, 40), atol=2)
 
 
 def test_only_the_needed_frames_are_decoded_from_the_example(tfds_dir):

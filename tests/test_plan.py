@@ -131,6 +131,7 @@ def _small_config(remat: str, scan: bool = True, compute_dtype: str = "float32")
   # Half the tokens visible, so blocks (not the clip itself) dominate the activations, as in real configs.
   config.masking.encoder_ratio = 0.5
   config.batch_size = 8
+  config.data.crop_canvas = (80, 106)  # 4:3 frames at this config's scale (320x428 for 224-px views).
   return config
 
 
@@ -142,7 +143,8 @@ def _compare_with_xla(config):
   masks = masking.masking_plan(config.masking, spec)
   # One input buffer: XLA sees only the batch in use, not the prefetched one.
   estimate = plan.estimate_memory(spec, masks, plan.param_shapes(config), data=1, fsdp=1,
-                                  per_device_batch=config.batch_size, input_buffers=1)
+                                  per_device_batch=config.batch_size, input_buffers=1,
+                                  input_bytes_per_clip=plan.input_bytes_per_view(config))
   flops = plan.flops_per_clip(spec, masks)["train_model"]
   return estimate.total / result["memory"]["per_device_bytes"], flops / result["flops"]["train_step_per_clip"]
 

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from videomae_jax import masking, optim, steps
+from videomae_jax.data import pipeline
 from videomae_jax.models import model_spec_from_config
 from videomae_jax.models.variants import ConfigError
 
@@ -39,7 +40,15 @@ def pretrain_task(config) -> steps.PretrainTask:
                       f"{spec.tubelet_size} above config.model.num_frames={spec.num_frames} (about 1.5x: "
                       f"{spec.tubelet_size * round(1.5 * spec.num_frames / spec.tubelet_size)}), or 0 for off.")
   normalize = bool(config.get("objective", {}).get("normalize_targets", True))
-  return steps.PretrainTask(spec, plan, candidate_frames=candidates, normalize_targets=normalize)
+  crops_per_clip, canvas = 0, (0, 0)
+  if "data" in config:
+    crops_per_clip = pipeline.device_crops_per_clip(config)
+    if crops_per_clip:
+      # The trainer resolves the canvas from the shards first (train.resolve_data); shape-only uses without
+      # data (inspect, plan) assume the default canvas.
+      canvas = pipeline.crop_canvas(config, default=pipeline.DEFAULT_CROP_CANVAS)
+  return steps.PretrainTask(spec, plan, candidate_frames=candidates, normalize_targets=normalize,
+                            crops_per_clip=crops_per_clip, crop_canvas=canvas)
 
 
 def _abstract_step(config, batch_size: int):
@@ -66,6 +75,9 @@ def train_step_flops_per_clip(config, batch_size: int = 2) -> float:
   with unrolled.unlocked():
     unrolled.model.scan_layers = False
     unrolled.model.remat_policy = "none"
+    if "data" in unrolled:
+      # Model work only: crops cut on the device are input processing (like decoding), not in MFU's numerator.
+      unrolled.data.crop_on_device = False
   train_step, state, batch, _ = _abstract_step(unrolled, batch_size)
   analysis = train_step.lower(state, batch).cost_analysis()
   if isinstance(analysis, (list, tuple)):
@@ -74,7 +86,15 @@ def train_step_flops_per_clip(config, batch_size: int = 2) -> float:
 
 
 def analyze(config, batch_size: int) -> Dict[str, Any]:
-  """Counts, FLOPs and memory of the pretraining train step for `batch_size` clips (no allocation)."""
+  """Counts, FLOPs and memory of the pretraining train step for `batch_size` clips (no allocation).
+
+  With crops on the device the compiled step (memory) includes them and takes batch_size / R canvases;
+  batch_size must then be a multiple of R = config.data.repeated_aug.
+  """
+  repeats = pipeline.device_crops_per_clip(config) if "data" in config else 0
+  if repeats and batch_size % repeats:
+    raise ConfigError(f"batch size {batch_size} is not a multiple of config.data.repeated_aug={repeats} (crops "
+                      "on the device take whole clips): use a multiple, or config.data.crop_on_device=False.")
   train_step, state, batch, task = _abstract_step(config, batch_size)
   spec, plan = task.spec, task.plan
   start = time.time()

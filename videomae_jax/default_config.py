@@ -103,6 +103,11 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
       repeated_aug=4,            # decode once, this many independent crops + masks (counted in batch_size)
       multiscale_crop_scales=(1.0, 0.875, 0.75, 0.66),
       flip=False,
+      # Cut and resize the R crops in the train step (videomae_jax.device_crops) instead of in the grain workers:
+      # the host only decodes (the resizes were ~30% on top of decoding), and the batch ships each clip once.
+      # Needs (batch_size / repeated_aug) divisible by the number of devices.
+      crop_on_device=True,
+      crop_canvas=(0, 0),        # (height, width) clips are placed in; (0, 0): the shards' max_frame_size
       num_workers=8,             # grain worker processes decoding clips (0: in the training process)
       demo_dir="",               # build the synthetic demo shards here if missing; sources without a path use them
       demo_videos_per_class=8,

@@ -33,7 +33,8 @@ Memory per device (bytes), for a mesh data x fsdp over N devices and a per-devic
                   compute dtype, for the patch-embedding weight gradient), the encoder's final LayerNorm, the
                   decoder input, the decoder's final LayerNorm, predictions and targets.
                   attention_impl='cudnn' (flash attention) keeps no n x n matrix.
-  input batch     two uint8 batches on the device (the one in use and the prefetched next one).
+  input batch     two uint8 batches on the device (the one in use and the prefetched next one); with crops on
+                  the device (config.data.crop_on_device) one T x Hc x Wc canvas clip per R views.
 The fit test keeps `headroom` (0.9) of the device memory: XLA's own scratch space, fragmentation and
 cuDNN / NCCL workspaces live in the rest. tests/test_plan.py checks the estimate against XLA's memory analysis of
 the real compiled step on CPU.
@@ -204,14 +205,16 @@ class MemoryEstimate:
 
 def estimate_memory(spec: ModelSpec, plan: masking.MaskingPlan, shapes, *, data: int, fsdp: int,
                     per_device_batch: int, microbatches: int = 1,
-                    min_size: int = DEFAULT_FSDP_MIN_SIZE, input_buffers: int = 2) -> MemoryEstimate:
+                    min_size: int = DEFAULT_FSDP_MIN_SIZE, input_buffers: int = 2,
+                    input_bytes_per_clip: Optional[float] = None) -> MemoryEstimate:
   params = summarize_params(shapes, spec, fsdp, min_size)
   c = _dtype_bytes(spec.compute_dtype)
   per_device_param_bytes = 4 * params.per_device_elements
   working = 2 * params.largest_block * c + (4 * params.largest_block if fsdp > 1 else 0)
   acts = activation_bytes_per_clip(spec, plan)
   saved = sum(value for key, value in acts.items() if key != "block_working")
-  clip_bytes = spec.num_frames * spec.image_size * spec.image_size * 3
+  clip_bytes = (spec.num_frames * spec.image_size * spec.image_size * 3 if input_bytes_per_clip is None
+                else input_bytes_per_clip)
   parts = {
       "params": per_device_param_bytes,
       "optimizer": 2 * per_device_param_bytes,
@@ -236,6 +239,18 @@ def steps_per_epoch(config) -> int:
   """As videomae_jax.train.schedule_lengths: decoded videos per step = batch_size / repeated_aug."""
   videos_per_step = config.batch_size / max(1, config.data.get("repeated_aug", 1))
   return max(1, int(config.data.num_videos_per_epoch // videos_per_step))
+
+
+def input_bytes_per_view(config) -> Optional[float]:
+  """With crops on the device (config.data.crop_on_device), the input bytes per sample: 1 / R of a uint8 canvas
+  clip (T x Hc x Wc x 3; the shards' max frame size, else pipeline.DEFAULT_CROP_CANVAS). None: S x S views."""
+  from videomae_jax.data import pipeline  # pylint: disable=import-outside-toplevel
+  repeats = pipeline.device_crops_per_clip(config) if "data" in config else 0
+  if not repeats:
+    return None
+  height, width = pipeline.crop_canvas(config, default=pipeline.DEFAULT_CROP_CANVAS)
+  frames = pipeline.num_clip_frames(config)
+  return frames * height * width * 3 / repeats
 
 
 def make_plan(config, *, num_devices: int, device: str, per_device_batch: Optional[int] = None,
@@ -268,7 +283,8 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
 
   def estimate(f: int, k: int) -> MemoryEstimate:
     return estimate_memory(spec, plan, shapes, data=num_devices // f, fsdp=f, per_device_batch=k,
-                           microbatches=clips_per_device // k, min_size=min_size)
+                           microbatches=clips_per_device // k, min_size=min_size,
+                           input_bytes_per_clip=input_bytes_per_view(config))
 
   chosen, tried = None, []
   for k in batch_options:

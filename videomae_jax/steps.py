@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from videomae_jax import masking, motion, objective
+from videomae_jax import device_crops, masking, motion, objective
 from videomae_jax.data import pipeline
 from videomae_jax.models import VideoMAEPretrainModel
 from videomae_jax.models.variants import ModelSpec
@@ -41,6 +41,10 @@ class PretrainTask:
   # VideoMAE's per-tubelet normalized targets (the official objective); False: raw pixels (VideoMAE's
   # --normlize_target False), easier to read in a reconstruction picture.
   normalize_targets: bool = True
+  # Crops cut on the device (config.data.crop_on_device): batches hold B / R decoded clips in a canvas of
+  # crop_canvas = (height, width) and R crop boxes each (videomae_jax.device_crops); 0: ready views.
+  crops_per_clip: int = 0
+  crop_canvas: Tuple[int, int] = (0, 0)
 
   @property
   def model(self) -> VideoMAEPretrainModel:
@@ -63,14 +67,28 @@ class PretrainTask:
                                           method=VideoMAEPretrainModel.patch_embeddings).astype(jnp.float32)
 
   def abstract_batch(self, batch_size: int, sharding=None) -> Dict[str, jax.ShapeDtypeStruct]:
+    """The batch of `batch_size` samples (views, counting repeated augmentation) the step takes."""
     spec = self.spec
     frames = self.candidate_frames or spec.num_frames
+    if self.crops_per_clip:
+      clips = batch_size // self.crops_per_clip
+      height, width = self.crop_canvas
+      return {"video": jax.ShapeDtypeStruct((clips, frames, height, width, 3), jnp.uint8, sharding=sharding),
+              "crops": jax.ShapeDtypeStruct((clips, self.crops_per_clip, len(device_crops.CROP_FIELDS)),
+                                            jnp.int32, sharding=sharding)}
     return {"video": jax.ShapeDtypeStruct((batch_size, frames, spec.image_size, spec.image_size, 3),
                                           jnp.uint8, sharding=sharding)}
 
   def loss(self, params: Any, batch: Batch, rng: jax.Array, train: bool = True):
-    """batch['video'] [B, T, H, W, 3] (uint8, or float already normalized) -> (scalar loss, aux metrics)."""
-    video = normalize_video(batch["video"])
+    """batch['video'] [B, T, H, W, 3] (uint8, or float already normalized) -> (scalar loss, aux metrics).
+
+    With batch['crops'] (crops on the device), batch['video'] is [B / R, T, Hc, Wc, 3] uint8 clips and the
+    views are cut here first.
+    """
+    video = batch["video"]
+    if "crops" in batch:
+      video = device_crops.crop_resize(video, batch["crops"], self.spec.image_size)
+    video = normalize_video(video)
     mask_rng, dropout_rng, frame_rng = jax.random.split(rng, 3)
     if self.candidate_frames:
       video, _ = motion.adaptive_frame_selection(

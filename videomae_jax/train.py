@@ -64,6 +64,13 @@ def check_batch(config: ml_collections.ConfigDict, mesh) -> int:
   local = config.batch_size // jax.process_count()
   if local % repeated:
     raise ConfigError(f"the per-process batch {local} is not divisible by config.data.repeated_aug={repeated}.")
+  if config.task == "pretrain" and config.data.get("crop_on_device", False):
+    clips = config.batch_size // repeated
+    if clips % devices:
+      raise ConfigError(
+          f"config.data.crop_on_device=True ships batch_size / repeated_aug = {clips} decoded clips per step, "
+          f"which the {devices} devices cannot split evenly: use a batch_size that is a multiple of "
+          f"{devices * repeated} (devices x repeated_aug), or config.data.crop_on_device=False.")
   return local
 
 
@@ -71,13 +78,18 @@ def check_batch(config: ml_collections.ConfigDict, mesh) -> int:
 # Input pipeline
 # ---------------------------------------------------------------------------------------------------------------
 def prepare_demo_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """config.data.demo_dir: build the synthetic demo shards there if missing and point the sources at them."""
+  """config.data.demo_dir: build the synthetic demo shards there if missing and point the sources at them.
+
+  config.data.demo_videos_per_class and config.data.demo_seed (default 0) choose the videos: the demo pretraining
+  and fine-tuning use different ones, and the test set (config.eval.demo_*) yet another seed.
+  """
   demo_dir = config.data.get("demo_dir", "")
   if not demo_dir:
     return config
   from data_prep import make_demo
   if jax.process_index() == 0:
-    shard_dir = make_demo.build_demo_shards(demo_dir, num_videos_per_class=config.data.get("demo_videos_per_class", 8))
+    make_demo.build_demo_shards(demo_dir, num_videos_per_class=int(config.data.get("demo_videos_per_class", 8)),
+                                seed=int(config.data.get("demo_seed", 0)))
   from jax.experimental import multihost_utils
   multihost_utils.sync_global_devices("demo shards built")
   shard_dir = os.path.join(demo_dir, "shards")
@@ -86,6 +98,24 @@ def prepare_demo_data(config: ml_collections.ConfigDict) -> ml_collections.Confi
     for source in config.data.sources:
       if not source.get("path"):
         source["path"] = shard_dir
+  return config
+
+
+def resolve_crop_canvas(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Pretraining with crops on the device: fixes config.data.crop_canvas from the shards (max frame size) so
+  that the compiled step and the pipeline agree on the batch shape."""
+  from videomae_jax.data import pipeline
+  if config.task != "pretrain" or not pipeline.device_crops_per_clip(config):
+    return config
+  try:
+    canvas = pipeline.crop_canvas(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.data.crop_canvas = canvas
+  logging.info("Crops on the device: clips are shipped in a %dx%d canvas, %d views each.", canvas[0], canvas[1],
+               pipeline.device_crops_per_clip(config))
   return config
 
 
@@ -113,8 +143,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
 
 
 def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.PreemptionHandler) -> Dict[str, Any]:
-  task = build_task(config)
-  config = prepare_demo_data(config)
+  task = build_task(config)  # A bad model or masking config fails here, before any data is built or read.
+  config = resolve_crop_canvas(prepare_demo_data(config))
+  task = build_task(config)  # Again, with the canvas of the data.
   steps_per_epoch, total_steps, warmup_steps = schedule_lengths(config)
 
   # Mesh -----------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ def get_config():
   config.masking.encoder = "tube"
   config.masking.encoder_ratio = 0.75
   config.masking.decoder = "running_cell"
-  config.batch_size = 8
+  config.batch_size = 16  # 8 decoded clips x 2 views: the clips split over 8 devices (crops on the device)
   config.optimizer.base_lr = 1e-3
   config.optimizer.grad_clip_norm = 1.0
   config.num_train_steps = 12

@@ -184,31 +184,53 @@ def _short(error: BaseException, limit: int = 200) -> str:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def decode_clip(record: Mapping[str, Any], frame_indices: Sequence[int], backend: str = "auto") -> np.ndarray:
+def decode_clip(record: Mapping[str, Any], frame_indices: Sequence[int], backend: str = "auto",
+                out: np.ndarray | None = None) -> np.ndarray:
   """Decodes frames `frame_indices` (any order, repeats allowed) of a record: uint8 [T, H, W, 3].
 
   `record` is a shard record (see videomae_jax.data.shards): 'format' 'mp4' with 'video' bytes, or 'jpeg' /
   'frames' with 'frames' a list of encoded images. Only the needed frames are decoded: for MP4 a seek to the
-  keyframe before the first one, then decoding up to the last one.
+  keyframe before the first one, then decoding up to the last one. With `out` (uint8 [T, H, W, 3], e.g. a slot
+  of a batch buffer) the frames are written there instead of into a new array, and `out` is returned.
   """
   indices = np.asarray(frame_indices, dtype=np.int64)
   fmt = record["format"]
   if fmt == "mp4":
     if resolve_backend(backend, for_shards=True) == "decord":
-      return _clip_decord(record["video"], indices)
-    return _clip_pyav(record["video"], indices)
-  if fmt in ("jpeg", "frames"):
-    return _clip_images(record["frames"], indices)
-  raise ValueError(f"Unknown record format {fmt!r}")
+      return _into(_clip_decord(record["video"], indices), out)
+    frames = _clip_pyav(record["video"], indices)
+  elif fmt in ("jpeg", "frames"):
+    frames = _clip_images(record["frames"], indices)
+  else:
+    raise ValueError(f"Unknown record format {fmt!r}")
+  if out is None:
+    return np.stack([frames[i] for i in indices.tolist()])
+  shape = (len(indices),) + frames[int(indices[0])].shape
+  if out.shape != shape:
+    raise ValueError(f"decode_clip: out has shape {out.shape}, the clip is {shape} (record "
+                     f"{record.get('path', '?')!r} says {record.get('height')}x{record.get('width')}).")
+  for position, i in enumerate(indices.tolist()):
+    out[position] = frames[i]
+  return out
 
 
-def _clip_images(frames: Sequence[bytes], indices: np.ndarray) -> np.ndarray:
+def _into(clip: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+  if out is None:
+    return clip
+  if out.shape != clip.shape:
+    raise ValueError(f"decode_clip: out has shape {out.shape}, the clip is {clip.shape}.")
+  np.copyto(out, clip)
+  return out
+
+
+def _clip_images(frames: Sequence[bytes], indices: np.ndarray) -> dict[int, np.ndarray]:
+  """{frame index: RGB uint8 [H, W, 3]} for the distinct indices."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
   decoded = {}
   for i in np.unique(indices):
     with Image.open(io.BytesIO(frames[int(i)])) as image:
       decoded[int(i)] = np.asarray(image.convert("RGB"))
-  return np.stack([decoded[int(i)] for i in indices])
+  return decoded
 
 
 def _clip_decord(data: bytes, indices: np.ndarray) -> np.ndarray:
@@ -217,7 +239,8 @@ def _clip_decord(data: bytes, indices: np.ndarray) -> np.ndarray:
   return reader.get_batch(indices.tolist()).asnumpy()
 
 
-def _clip_pyav(data: bytes, indices: np.ndarray) -> np.ndarray:
+def _clip_pyav(data: bytes, indices: np.ndarray) -> dict[int, np.ndarray]:
+  """{frame index: RGB uint8 [H, W, 3]} for the distinct indices."""
   import av  # pylint: disable=import-outside-toplevel
   from av.video.reformatter import VideoReformatter  # pylint: disable=import-outside-toplevel
   needed = set(indices.tolist())
@@ -251,7 +274,7 @@ def _clip_pyav(data: bytes, indices: np.ndarray) -> np.ndarray:
     last_seen = max(decoded)
     for i in needed - decoded.keys():
       decoded[i] = decoded[max((k for k in decoded if k <= i), default=last_seen)]
-  return np.stack([decoded[i] for i in indices.tolist()])
+  return decoded
 
 
 def iter_clip_backends() -> Iterator[str]:

@@ -24,7 +24,11 @@ and the iterator state is a few integers):
   .random_map(decode + augment)                  per record: decode one clip (its source's frame stride),
                                                  R = repeated_aug independent MultiScaleCrops resized straight
                                                  into the batch -> [B, T, S, S, 3]; a clip's R views are
-                                                 neighbours
+                                                 neighbours. With config.data.crop_on_device (the pretraining
+                                                 default) the clip is decoded straight into a canvas and only
+                                                 the R boxes are drawn: video [B / R, T, Hc, Wc, 3] + crops
+                                                 [B / R, R, 5]; the train step cuts and resizes them
+                                                 (videomae_jax.device_crops), same views for the same seed
   .to_iter_dataset() .mp_prefetch(num_workers)   decoding in worker processes
 
 The random_map is seeded by (seed, process_index, batch index), so a restored iterator sees the same crops.
@@ -167,6 +171,9 @@ class ClipOptions:
   scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
   flip: bool = False
   backend: str = "auto"           # MP4 decoder for shard records
+  # Pretraining crops cut on the device (videomae_jax.device_crops): the batch holds each decoded clip once in
+  # a canvas of this (height, width) plus its R boxes. (0, 0): crops resized on the host.
+  crop_canvas: tuple[int, int] = (0, 0)
 
 
 class _DecodeAndAugment(grain.transforms.RandomMap):
@@ -182,6 +189,8 @@ class _DecodeAndAugment(grain.transforms.RandomMap):
 
   def random_map(self, records, rng: np.random.Generator):
     options = self._options
+    if options.mode == "pretrain" and all(options.crop_canvas):
+      return self._canvas_batch(records, rng)
     crops, size = options.num_crops, options.image_size
     batch = len(records) * crops
     video = np.empty((batch, options.clip_length, size, size, 3), np.uint8)
@@ -203,7 +212,35 @@ class _DecodeAndAugment(grain.transforms.RandomMap):
         transforms.center_crop(clip, size, out=video[i])
     return dict(video=video, label=label, source=source_index)
 
-  def _decode(self, record, rng) -> np.ndarray:
+  def _canvas_batch(self, records, rng: np.random.Generator):
+    """Crops on the device: {'video': uint8 [B / R, T, Hc, Wc, 3], 'crops': int32 [B / R, R, 5], 'label',
+    'source': [B / R]}. The random draws are the host path's, in the same order (clip start, then per view
+    its box and flip coin), so both paths give the same views for the same seed."""
+    options = self._options
+    canvas_h, canvas_w = options.crop_canvas
+    num_clips = len(records)
+    video = np.empty((num_clips, options.clip_length, canvas_h, canvas_w, 3), np.uint8)
+    crops = np.empty((num_clips, options.num_crops, 5), np.int32)
+    label = np.empty((num_clips,), np.int32)
+    source_index = np.empty((num_clips,), np.int32)
+    for i, record in enumerate(records):
+      label[i], source_index[i] = record["label"], record["_source"]
+      height, width = int(record.get("height") or 0), int(record.get("width") or 0)
+      if 0 < height <= canvas_h and 0 < width <= canvas_w:
+        # Decode straight into the batch: no per-clip array, no copy.
+        self._decode(record, rng, out=video[i, :, :height, :width])
+        transforms.zero_padding(video[i], height, width)
+      else:
+        # Size unknown (TFDS) or larger than the canvas: decode, then place (shrunk if needed).
+        height, width = transforms.fit_into(self._decode(record, rng), video[i])
+      for r in range(options.num_crops):
+        x, y, crop_w, crop_h = transforms.multiscale_crop_box(height, width, rng, output_size=options.image_size,
+                                                             scales=options.scales)
+        flip = options.flip and bool(rng.integers(2))
+        crops[i, r] = (x, y, crop_w, crop_h, int(flip))
+    return dict(video=video, crops=crops, label=label, source=source_index)
+
+  def _decode(self, record, rng, out: np.ndarray | None = None) -> np.ndarray:
     options = self._options
     stride = options.strides[record["_source"]]
     num_frames = int(record["num_frames"])
@@ -212,7 +249,7 @@ class _DecodeAndAugment(grain.transforms.RandomMap):
     else:
       indices = transforms.center_clip_indices(num_frames, options.clip_length, stride)
     try:
-      return decoding.decode_clip(record, indices, options.backend)
+      return decoding.decode_clip(record, indices, options.backend, out=out)
     except Exception as e:
       raise RuntimeError(f"Could not decode record {record.get('path', '?')!r} of source "
                          f"{record['_source']}: {e}") from e
@@ -244,6 +281,64 @@ def num_clip_frames(config) -> int:
                        f"{config.model.num_frames} (e.g. {candidate_frame_count(config.model.num_frames)}).")
     return candidates
   return int(config.model.num_frames)
+
+
+# The canvas assumed when no shard description says otherwise (shape-only uses: `inspect`, `plan`): a 16:9
+# video at build_shards' default --short_side=320.
+DEFAULT_CROP_CANVAS = (320, 568)
+
+
+def device_crops_per_clip(config, mode: str = "pretrain") -> int:
+  """R (views per decoded clip) when pretraining crops are cut on the device (config.data.crop_on_device),
+  else 0. Only pretraining: fine-tuning's RandAugment and the eval views stay on the host."""
+  if mode != "pretrain" or not bool(config.data.get("crop_on_device", False)):
+    return 0
+  return int(config.data.get("repeated_aug", 1))
+
+
+def crop_canvas(config, *, default: tuple[int, int] | None = None) -> tuple[int, int]:
+  """(height, width) of the canvas for crops cut on the device.
+
+  config.data.crop_canvas when set (both > 0); else the largest frame height and width over the weighted
+  sources, from their shard descriptions (`max_frame_size`, written by data_prep.build_shards) or a TFDS video
+  feature's static shape. Clips larger than the canvas are shrunk to fit on the host (aspect kept); smaller
+  ones are zero padded. Where the sizes cannot be read, returns `default` if given, else raises.
+  """
+  canvas = tuple(int(v) for v in (config.data.get("crop_canvas") or (0, 0)))
+  if len(canvas) != 2:
+    raise ValueError(f"config.data.crop_canvas must be (height, width), got {canvas}.")
+  if all(v > 0 for v in canvas):
+    return canvas
+  heights, widths = [], []
+  for index, source in enumerate(config.data.sources):
+    source = _as_dict(source)
+    if float(source.get("weight", 1.0)) <= 0:
+      continue
+    size, why = None, ""
+    try:
+      if source.get("tfds"):
+        from videomae_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+        size = tfds_source.frame_size(source["tfds"], data_dir=source.get("data_dir"),
+                                      video_key=source.get("video_key", "video"))
+        why = "its TFDS video feature has no static frame size"
+      elif source.get("path"):
+        size = shards_lib.read_description(source["path"]).get("max_frame_size")
+        why = "its dataset.json has no max_frame_size (shards from an older build_shards)"
+      else:
+        why = "it has no path yet"
+    except (FileNotFoundError, OSError) as e:
+      why = f"its description cannot be read ({e})"
+    if not size:
+      if default is not None:
+        return tuple(default)
+      raise ValueError(f"config.data.crop_on_device needs the canvas size, and config.data.sources[{index}] "
+                       f"({source.get('name')}) does not give it: {why}. Set config.data.crop_canvas=(H, W) "
+                       "(e.g. (320, 568) for 16:9 at --short_side=320) or config.data.crop_on_device=False.")
+    heights.append(int(size[0]))
+    widths.append(int(size[1]))
+  if not heights:
+    raise ValueError("config.data.sources lists no source with weight > 0.")
+  return max(heights), max(widths)
 
 
 def candidate_frame_count(num_frames: int, ratio: float = 1.5) -> int:
@@ -285,6 +380,7 @@ def record_stream(config, *, mode: str, process_index: int, process_count: int, 
       scales=tuple(float(s) for s in data.get("multiscale_crop_scales", (1.0, 0.875, 0.75, 0.66))),
       flip=bool(data.get("flip", False)),
       backend=str(data.get("video_decoder", "auto")),
+      crop_canvas=crop_canvas(config) if device_crops_per_clip(config, mode) else (0, 0),
   )
   seeds = np.random.SeedSequence(seed).generate_state(len(opened))
 
@@ -319,7 +415,8 @@ def make_dataset(config, *, mode: str = "pretrain", process_index: int | None = 
 
   Reads: config.batch_size (global, counting repeated augmentations), config.seed, config.model.num_frames,
   config.model.image_size, config.data.{sources, repeated_aug, multiscale_crop_scales, flip, num_workers,
-  num_candidate_frames, video_decoder, worker_buffer_size, label_set}; missing optional keys take defaults.
+  num_candidate_frames, video_decoder, worker_buffer_size, label_set, crop_on_device, crop_canvas}; missing
+  optional keys take defaults.
   process_index / process_count default to jax.process_index() / jax.process_count(); seed to config.seed;
   batch_size to config.batch_size; num_workers to config.data.num_workers (0: decode in this process).
   `num_epochs` (eval): passes over the data (None: 1). Pretraining always repeats forever.
@@ -389,12 +486,22 @@ def make_eval_dataset(config, *, process_index: int | None = None, process_count
 
 
 def batch_shapes(config, *, process_count: int = 1, mode: str = "pretrain") -> dict[str, tuple[tuple[int, ...], Any]]:
-  """Global batch shapes and dtypes {'video': ((B, T, S, S, 3), uint8), ...}, e.g. to compile before reading."""
+  """Global batch shapes and dtypes {'video': ((B, T, S, S, 3), uint8), ...}, e.g. to compile before reading.
+
+  With crops on the device (pretraining, config.data.crop_on_device): video ((B / R, T, Hc, Wc, 3), uint8),
+  crops ((B / R, R, 5), int32), label and source ((B / R,), int32).
+  """
   del process_count  # The global batch does not depend on it; kept for symmetry with make_dataset.
-  del mode
   batch = int(config.batch_size)
   size = int(config.model.image_size)
-  return dict(video=((batch, num_clip_frames(config), size, size, 3), np.uint8),
+  frames = num_clip_frames(config)
+  repeats = device_crops_per_clip(config, mode)
+  if repeats:
+    clips = batch // repeats
+    height, width = crop_canvas(config)
+    return dict(video=((clips, frames, height, width, 3), np.uint8), crops=((clips, repeats, 5), np.int32),
+                label=((clips,), np.int32), source=((clips,), np.int32))
+  return dict(video=((batch, frames, size, size, 3), np.uint8),
               label=((batch,), np.int32), source=((batch,), np.int32))
 
 

@@ -22,6 +22,18 @@ def open_tfds_source(name: str, *, split: str = "train", data_dir: str | None = 
   return source, source.dataset_info
 
 
+def frame_size(name: str, *, data_dir: str | None = None, video_key: str = "video") -> tuple[int, int] | None:
+  """(height, width) of a TFDS video feature with a static frame size, else None."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  info = tfds.builder(name, data_dir=data_dir or None).info
+  if video_key not in info.features.keys():
+    return None
+  shape = tuple(info.features[video_key].shape)  # (frames, height, width, channels)
+  if len(shape) != 4 or shape[1] is None or shape[2] is None:
+    return None
+  return int(shape[1]), int(shape[2])
+
+
 def label_names(info, label_key: str) -> list[str]:
   """Class names of a ClassLabel feature (index = label), or [] when there is none."""
   feature = info.features[label_key] if label_key and label_key in info.features.keys() else None

@@ -159,3 +159,34 @@ def center_crop(clip: np.ndarray, output_size: int, out: np.ndarray | None = Non
   """Eval view: short side to `output_size`, center crop: uint8 [T, S, S, 3] (into `out` when given)."""
   _, height, width, _ = clip.shape
   return crop_resize(clip, center_square_box(height, width), output_size, out=out)
+
+
+def fit_into(clip: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+  """Writes `clip` [T, H, W, 3] top-left into `out` [T, Hc, Wc, 3] and zeroes the rest; returns the placed (h, w).
+
+  A clip larger than the canvas is shrunk first (aspect kept, area averaging), so crops drawn inside the
+  returned (h, w) stay inside the canvas. (Crops cut on the device, videomae_jax.device_crops.)
+  """
+  num_frames, height, width, _ = clip.shape
+  canvas_h, canvas_w = out.shape[1:3]
+  if height > canvas_h or width > canvas_w:
+    scale = min(canvas_h / height, canvas_w / width)
+    new_h, new_w = max(1, min(canvas_h, int(height * scale + 0.5))), max(1, min(canvas_w, int(width * scale + 0.5)))
+    cv2 = _get_cv2()
+    for t in range(num_frames):
+      if cv2 is not None:  # (dst= would not write through a strided view: assign the result)
+        out[t, :new_h, :new_w] = cv2.resize(clip[t], (new_w, new_h), interpolation=cv2.INTER_AREA)
+      else:
+        from PIL import Image  # pylint: disable=import-outside-toplevel
+        out[t, :new_h, :new_w] = np.asarray(Image.fromarray(clip[t]).resize((new_w, new_h), Image.BOX))
+    height, width = new_h, new_w
+  else:
+    out[:, :height, :width] = clip
+  zero_padding(out, height, width)
+  return height, width
+
+
+def zero_padding(out: np.ndarray, height: int, width: int) -> None:
+  """Zeroes out[:, height:] and out[:, :height, width:] (the canvas around a top-left clip of height x width)."""
+  out[:, height:] = 0
+  out[:, :height, width:] = 0
