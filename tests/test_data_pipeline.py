@@ -279,3 +279,15 @@ def test_canvas_errors_say_how_to_fix(demo_shards, tmp_path):
   assert pipeline.crop_canvas(config, default=(10, 20)) == (10, 20)
   config.data.crop_canvas = (64, 80)
   assert pipeline.crop_canvas(config) == (64, 80)
+
+
+def test_a_record_with_a_wrong_frame_size_is_still_placed(demo_shards):
+  from videomae_jax.data import shards  # pylint: disable=import-outside-toplevel
+  record = dict(shards.read_all_records(demo_shards)[0], _source=0)
+  options = pipeline.ClipOptions(mode="pretrain", clip_length=4, image_size=32, strides=(2,), num_crops=2,
+                                 crop_canvas=(64, 64))
+  augment = pipeline._DecodeAndAugment(options)  # pylint: disable=protected-access
+  right = augment.random_map([record], np.random.default_rng(0))
+  wrong = augment.random_map([dict(record, height=48, width=40)], np.random.default_rng(0))
+  for key in right:
+    np.testing.assert_array_equal(wrong[key], right[key])

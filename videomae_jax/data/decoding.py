@@ -35,6 +35,10 @@ class DecodeError(Exception):
   """A video that cannot be decoded; the message is the reason data_prep records for it."""
 
 
+class ClipShapeError(ValueError):
+  """decode_clip's `out` does not have the decoded clip's shape (nothing was written to it)."""
+
+
 def have_decord() -> bool:
   try:
     importlib.import_module("decord")
@@ -207,7 +211,7 @@ def decode_clip(record: Mapping[str, Any], frame_indices: Sequence[int], backend
     return np.stack([frames[i] for i in indices.tolist()])
   shape = (len(indices),) + frames[int(indices[0])].shape
   if out.shape != shape:
-    raise ValueError(f"decode_clip: out has shape {out.shape}, the clip is {shape} (record "
+    raise ClipShapeError(f"decode_clip: out has shape {out.shape}, the clip is {shape} (record "
                      f"{record.get('path', '?')!r} says {record.get('height')}x{record.get('width')}).")
   for position, i in enumerate(indices.tolist()):
     out[position] = frames[i]
@@ -218,7 +222,7 @@ def _into(clip: np.ndarray, out: np.ndarray | None) -> np.ndarray:
   if out is None:
     return clip
   if out.shape != clip.shape:
-    raise ValueError(f"decode_clip: out has shape {out.shape}, the clip is {clip.shape}.")
+    raise ClipShapeError(f"decode_clip: out has shape {out.shape}, the clip is {clip.shape}.")
   np.copyto(out, clip)
   return out
 

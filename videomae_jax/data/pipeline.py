@@ -203,7 +203,7 @@ class _DecodeAndAugment(grain.transforms.RandomMap):
         continue
       source = record["_source"]
       label[rows], source_index[rows] = record["label"], source
-      clip = self._decode(record, rng)
+      clip = self._decode(record, self._clip_indices(record, rng))
       if options.mode == "pretrain":
         transforms.multiscale_crops(clip, rng, num_crops=crops, output_size=size, scales=options.scales,
                                     flip=options.flip, out=video[rows])
@@ -225,14 +225,20 @@ class _DecodeAndAugment(grain.transforms.RandomMap):
     source_index = np.empty((num_clips,), np.int32)
     for i, record in enumerate(records):
       label[i], source_index[i] = record["label"], record["_source"]
+      indices = self._clip_indices(record, rng)
       height, width = int(record.get("height") or 0), int(record.get("width") or 0)
+      placed = False
       if 0 < height <= canvas_h and 0 < width <= canvas_w:
-        # Decode straight into the batch: no per-clip array, no copy.
-        self._decode(record, rng, out=video[i, :, :height, :width])
-        transforms.zero_padding(video[i], height, width)
-      else:
-        # Size unknown (TFDS) or larger than the canvas: decode, then place (shrunk if needed).
-        height, width = transforms.fit_into(self._decode(record, rng), video[i])
+        try:
+          # Decode straight into the batch: no per-clip array, no copy.
+          self._decode(record, indices, out=video[i, :, :height, :width])
+          transforms.zero_padding(video[i], height, width)
+          placed = True
+        except _SizeMismatch:
+          pass  # The record's height / width are not its frames' size: place the decoded frames below.
+      if not placed:
+        # Size unknown (TFDS), larger than the canvas, or misreported: decode, then place (shrunk if needed).
+        height, width = transforms.fit_into(self._decode(record, indices), video[i])
       for r in range(options.num_crops):
         x, y, crop_w, crop_h = transforms.multiscale_crop_box(height, width, rng, output_size=options.image_size,
                                                              scales=options.scales)
@@ -240,19 +246,26 @@ class _DecodeAndAugment(grain.transforms.RandomMap):
         crops[i, r] = (x, y, crop_w, crop_h, int(flip))
     return dict(video=video, crops=crops, label=label, source=source_index)
 
-  def _decode(self, record, rng, out: np.ndarray | None = None) -> np.ndarray:
+  def _clip_indices(self, record, rng) -> np.ndarray:
     options = self._options
     stride = options.strides[record["_source"]]
     num_frames = int(record["num_frames"])
     if options.mode == "pretrain":
-      indices = transforms.random_clip_indices(num_frames, options.clip_length, stride, rng)
-    else:
-      indices = transforms.center_clip_indices(num_frames, options.clip_length, stride)
+      return transforms.random_clip_indices(num_frames, options.clip_length, stride, rng)
+    return transforms.center_clip_indices(num_frames, options.clip_length, stride)
+
+  def _decode(self, record, indices, out: np.ndarray | None = None) -> np.ndarray:
     try:
-      return decoding.decode_clip(record, indices, options.backend, out=out)
+      return decoding.decode_clip(record, indices, self._options.backend, out=out)
+    except decoding.ClipShapeError as e:
+      raise _SizeMismatch(str(e)) from e
     except Exception as e:
       raise RuntimeError(f"Could not decode record {record.get('path', '?')!r} of source "
                          f"{record['_source']}: {e}") from e
+
+
+class _SizeMismatch(Exception):
+  """decode_clip's frames do not have the shape of the `out` slot they were meant for."""
 
 
 class _LookupOrPad(grain.transforms.Map):
