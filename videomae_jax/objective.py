@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from videomae_jax.data import transforms
+from videomae_jax.data import pipeline, transforms
 from videomae_jax.masking import Masks
 from videomae_jax.models.variants import ModelSpec
 from videomae_jax.models.vit import gather_tokens
@@ -24,9 +24,8 @@ IMAGENET_STD = np.array(transforms.IMAGENET_STD, np.float32)
 TARGET_STD_EPSILON = 1e-6
 
 
-def unnormalize(video: jax.Array) -> jax.Array:
-  """ImageNet-normalized [..., 3] -> pixel values in [0, 1] (float32)."""
-  return video.astype(jnp.float32) * IMAGENET_STD + IMAGENET_MEAN
+# ImageNet-normalized [..., 3] -> pixel values in [0, 1] (float32): the pipeline's inverse of its `normalize`.
+unnormalize = pipeline.denormalize
 
 
 def patchify(video: jax.Array, spec: ModelSpec) -> jax.Array:
