@@ -1,8 +1,10 @@
 """data_prep.make_demo: small, deterministic, labeled by motion only."""
+import json
 import os
 import time
 
 import numpy as np
+import pytest
 
 from data_prep import make_demo
 from videomae_jax.data import decoding
@@ -10,7 +12,7 @@ from videomae_jax.data import shards
 
 
 def _shift_between(frame_a, frame_b, background):
-  """(dy, dx) in [-4, 4]^2 that best maps the moving object of frame_a onto frame_b."""
+  """(dy, dx) in [-4, 4]^2 that best maps the moving objects of frame_a onto frame_b."""
   mask_a = np.abs(frame_a.astype(int) - background).sum(-1) > 60
   mask_b = np.abs(frame_b.astype(int) - background).sum(-1) > 60
   scores = {(dy, dx): (np.roll(mask_a, (dy, dx), axis=(0, 1)) & mask_b).sum()
@@ -29,9 +31,9 @@ def test_demo_videos_are_small_quick_deterministic_and_move_by_class(tmp_path):
   expected = {"down": (1, 0), "left": (0, -1), "right": (0, 1), "up": (-1, 0)}
   for path in paths:
     frames, info = decoding.read_video_frames(path, short_side=0, backend="pyav")
-    assert len(frames) == 32 and frames[0].shape == (96, 96, 3) and info["fps"] == 15
+    assert len(frames) == 32 and frames[0].shape == (64, 64, 3) and info["fps"] == 15
     background = np.median(np.stack(frames), axis=0)
-    dy, dx = _shift_between(frames[10], frames[12], background)
+    dy, dx = _shift_between(frames[10], frames[11], background)  # 1.3-2.7 px per frame
     want = expected[os.path.basename(os.path.dirname(path))]
     assert (np.sign(dy), np.sign(dx)) == want, (path, dy, dx)
 
@@ -50,8 +52,33 @@ def test_single_frames_do_not_reveal_the_class():
   assert np.abs(means - means.mean(axis=0)).max() < 5
 
 
-def test_build_demo_shards_in_process(tmp_path):
-  shard_dir = make_demo.build_demo_shards(str(tmp_path), num_videos_per_class=1, num_frames=8, size=32)
+def test_build_demo_shards_in_process_reuses_only_what_it_was_asked_for(tmp_path):
+  args = dict(num_videos_per_class=1, num_frames=8, size=32)
+  shard_dir = make_demo.build_demo_shards(str(tmp_path), **args)
   description = shards.read_description(shard_dir)
   assert description["num_records"] == 4 and description["labels"] == sorted(make_demo.CLASSES)
-  assert make_demo.build_demo_shards(str(tmp_path)) == shard_dir  # Existing shards are reused.
+  mtime = os.path.getmtime(os.path.join(shard_dir, shards.DESCRIPTION_FILE))
+  assert make_demo.build_demo_shards(str(tmp_path), **args) == shard_dir  # the same request reuses the shards
+  assert os.path.getmtime(os.path.join(shard_dir, shards.DESCRIPTION_FILE)) == mtime
+  with pytest.raises(ValueError, match="Delete .* to rebuild it"):  # another request is refused, nothing deleted
+    make_demo.build_demo_shards(str(tmp_path), **dict(args, seed=5))
+  assert shards.read_description(shard_dir)["num_records"] == 4
+  os.remove(os.path.join(tmp_path, make_demo.DEMO_FILE))  # shards from before demo.json existed: refused too
+  with pytest.raises(ValueError, match="older version of make_demo"):
+    make_demo.build_demo_shards(str(tmp_path), **args)
+
+
+def test_build_demo_shards_finishes_a_build_killed_midway(tmp_path):
+  args = dict(num_videos_per_class=1, num_frames=8, size=32)
+  reference = make_demo.build_demo_shards(str(tmp_path / "whole"), **args)
+  # Killed after demo.json and some videos were written, before the shards: the next call finishes the build.
+  os.makedirs(tmp_path / "killed")
+  with open(tmp_path / "killed" / make_demo.DEMO_FILE, "w") as f:
+    json.dump(dict(renderer_version=make_demo.RENDERER_VERSION, video_format="mp4", seed=0, **args), f)
+  make_demo.make_demo_dataset(str(tmp_path / "killed" / "videos"), classes=("down",), num_videos_per_class=1,
+                              num_frames=8, size=32)
+  finished = make_demo.build_demo_shards(str(tmp_path / "killed"), **args)
+  assert shards.read_description(finished)["num_records"] == 4
+  for name in sorted(os.listdir(reference)):
+    if name.endswith(".array_record"):
+      assert open(os.path.join(reference, name), "rb").read() == open(os.path.join(finished, name), "rb").read()

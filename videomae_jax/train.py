@@ -321,4 +321,6 @@ def load_initial_params(config, task, params, shardings):
                       f"wrong shapes {wrong[:10]}, unexpected {unexpected[:10]}.")
   leaves = [jax.device_put(np.asarray(flat_source[jax.tree_util.keystr(p)], leaf.dtype), s)
             for (p, leaf), s in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(shardings))]
+  logging.info("Initialized %d parameter arrays from config.init_from=%s (%d arrays there unused: %s).",
+               len(leaves), config.init_from, len(unexpected), unexpected[:5])
   return jax.tree.unflatten(jax.tree.structure(params), leaves)

@@ -1,0 +1,45 @@
+"""The README's demo commands with the real demo configs, shortened (few videos, few steps): pretrain, fine-tune
+from that pretraining, evaluate. Guards the configs and the commands users run first; the accuracy numbers come
+from the full-length run (docs/demo.md)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(module, config, workdir, *overrides):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  out = subprocess.run([sys.executable, "-m", module, f"--config={os.path.join(ROOT, 'configs', config)}",
+                        f"--workdir={workdir}", *overrides], env=env, cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+  assert out.returncode == 0, out.stderr[-4000:]
+  return out
+
+
+def test_demo_pretrain_finetune_evaluate(tmp_path):
+  data = tmp_path / "demo_data"
+  pretrain, finetune = str(tmp_path / "demo"), str(tmp_path / "demo_ft")
+  _run("videomae_jax.main", "demo_pretrain.py", pretrain, f"--config.data.demo_dir={data}/pretrain",
+       "--config.data.demo_videos_per_class=2", "--config.num_train_steps=4", "--config.checkpoint_every_steps=4",
+       "--config.log_every_steps=2", "--compilation_cache_dir=")
+  with open(os.path.join(data, "pretrain", "demo.json")) as f:
+    assert json.load(f)["seed"] == 0
+  assert os.path.exists(os.path.join(pretrain, "checkpoints", "4"))
+  assert os.path.exists(os.path.join(pretrain, "reconstruction.png"))
+  common = [f"--config.data.demo_dir={data}/labeled", f"--config.eval.demo_dir={data}/test",
+            "--config.data.demo_videos_per_class=1", "--config.eval.demo_videos_per_class=2"]
+  out = _run("videomae_jax.main", "demo_finetune.py", finetune, f"--config.init_from={pretrain}", *common,
+             "--config.num_train_steps=4", "--config.checkpoint_every_steps=4", "--config.log_every_steps=2",
+             "--compilation_cache_dir=")
+  assert "parameter arrays from config.init_from=" in out.stderr
+  _run("videomae_jax.evaluate", "demo_finetune.py", finetune, *common)
+  with open(os.path.join(finetune, "eval_results.json")) as f:
+    results = json.load(f)
+  assert results["num_videos"] == 8 and results["views"] == 2  # 2 test videos per class x 4, 2 clips x 1 crop
+  assert 0 <= results["top1"] <= results["top5"] <= 100
+  assert os.path.exists(os.path.join(finetune, "confusion_matrix.png"))
+  seeds = {name: json.load(open(os.path.join(data, name, "demo.json")))["seed"] for name in ("labeled", "test")}
+  assert seeds == {"labeled": 2, "test": 1}  # three disjoint video sets
