@@ -169,6 +169,13 @@ def build_demo_shards(workdir: str, *, num_videos_per_class: int = 8, num_frames
   return shard_dir
 
 
+def demo_arguments(section, default_seed: int) -> dict:
+  """build_demo_shards keyword arguments from a config section (config.data or config.eval): its demo_* keys."""
+  return dict(num_videos_per_class=int(section.get("demo_videos_per_class", 8)),
+              seed=int(section.get("demo_seed", default_seed)),
+              num_frames=int(section.get("demo_num_frames", 32)), size=int(section.get("demo_size", 64)))
+
+
 def main(argv: Sequence[str]) -> None:
   from absl import app  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel,redefined-outer-name,reimported

@@ -110,7 +110,10 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
       crop_canvas=(0, 0),        # (height, width) clips are placed in; (0, 0): the shards' max_frame_size
       num_workers=8,             # grain worker processes decoding clips (0: in the training process)
       demo_dir="",               # build the synthetic demo shards here if missing; sources without a path use them
-      demo_videos_per_class=8,
+      demo_videos_per_class=8,   # the demo's videos: data_prep.make_demo.demo_arguments reads these demo_* keys
+      demo_seed=0,
+      demo_num_frames=32,
+      demo_size=64,
       reconstruction_video="",   # after training, draw this video's reconstruction to {workdir}/reconstruction.png
       # Frames per clip in the batch; 0 means model.num_frames. MATS adaptive frame selection decodes about 1.5x
       # the needed frames (an even number, e.g. 24 for 16) and picks tubelets on device.

@@ -302,8 +302,7 @@ def _demo_test_shards(eval_cfg: Any) -> str:
   from data_prep import make_demo
   from jax.experimental import multihost_utils
   if jax.process_index() == 0:
-    make_demo.build_demo_shards(eval_cfg.demo_dir, seed=int(eval_cfg.get("demo_seed", 1)),
-                                num_videos_per_class=int(eval_cfg.get("demo_videos_per_class", 8)))
+    make_demo.build_demo_shards(eval_cfg.demo_dir, **make_demo.demo_arguments(eval_cfg, default_seed=1))
   multihost_utils.sync_global_devices("demo test shards built")
   return os.path.join(eval_cfg.demo_dir, "shards")
 

@@ -80,16 +80,15 @@ def check_batch(config: ml_collections.ConfigDict, mesh) -> int:
 def prepare_demo_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """config.data.demo_dir: build the synthetic demo shards there if missing and point the sources at them.
 
-  config.data.demo_videos_per_class and config.data.demo_seed (default 0) choose the videos: the demo pretraining
-  and fine-tuning use different ones, and the test set (config.eval.demo_*) yet another seed.
+  config.data.demo_videos_per_class, demo_seed (default 0), demo_num_frames and demo_size choose the videos: the
+  demo pretraining and fine-tuning use different ones, and the test set (config.eval.demo_*) yet another seed.
   """
   demo_dir = config.data.get("demo_dir", "")
   if not demo_dir:
     return config
   from data_prep import make_demo
   if jax.process_index() == 0:
-    make_demo.build_demo_shards(demo_dir, num_videos_per_class=int(config.data.get("demo_videos_per_class", 8)),
-                                seed=int(config.data.get("demo_seed", 0)))
+    make_demo.build_demo_shards(demo_dir, **make_demo.demo_arguments(config.data, default_seed=0))
   from jax.experimental import multihost_utils
   multihost_utils.sync_global_devices("demo shards built")
   shard_dir = os.path.join(demo_dir, "shards")

@@ -28,5 +28,6 @@ def get_config():
   config.data.num_videos_per_epoch = 16
   config.data.repeated_aug = 2
   config.data.demo_videos_per_class = 4
+  config.data.demo_num_frames, config.data.demo_size = 24, 48  # small videos: quick to build and decode
   config.data.num_workers = 0
   return config
