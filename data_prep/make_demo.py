@@ -169,11 +169,18 @@ def build_demo_shards(workdir: str, *, num_videos_per_class: int = 8, num_frames
   return shard_dir
 
 
+_DEMO_CONFIG_KEYS = {"demo_videos_per_class": "num_videos_per_class", "demo_seed": "seed",
+                     "demo_num_frames": "num_frames", "demo_size": "size"}
+
+
 def demo_arguments(section, default_seed: int) -> dict:
-  """build_demo_shards keyword arguments from a config section (config.data or config.eval): its demo_* keys."""
-  return dict(num_videos_per_class=int(section.get("demo_videos_per_class", 8)),
-              seed=int(section.get("demo_seed", default_seed)),
-              num_frames=int(section.get("demo_num_frames", 32)), size=int(section.get("demo_size", 64)))
+  """build_demo_shards keyword arguments from a config section (config.data or config.eval): its demo_* keys.
+
+  Keys the section lacks keep build_demo_shards' own defaults, except the seed (the test set's differs).
+  """
+  arguments = {argument: int(section[key]) for key, argument in _DEMO_CONFIG_KEYS.items() if key in section}
+  arguments.setdefault("seed", default_seed)
+  return arguments
 
 
 def main(argv: Sequence[str]) -> None:
