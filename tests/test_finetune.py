@@ -7,7 +7,7 @@ import pytest
 from videomae_jax import default_config, finetune, motion, optim, steps
 from videomae_jax.convert import params_io
 from videomae_jax.models import VideoClassifier, VideoMAEPretrainModel, layer_stacking, model_spec_from_config
-from videomae_jax.models.variants import ConfigError
+from videomae_jax.errors import ConfigError
 
 TINY = dict(variant="custom", width=32, depth=2, num_heads=2, mlp_dim=64, patch_size=8, num_frames=4,
             image_size=16, compute_dtype="float32", decoder_width=16, decoder_num_heads=2, decoder_depth=1)

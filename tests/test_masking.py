@@ -11,7 +11,8 @@ import pytest
 
 from videomae_jax import masking
 from videomae_jax.default_config import masking_config
-from videomae_jax.models.variants import ConfigError, model_spec_from_config
+from videomae_jax.errors import ConfigError
+from videomae_jax.models.variants import model_spec_from_config
 
 VIT_B = model_spec_from_config(dict(variant="B"))
 VIT_G = model_spec_from_config(dict(variant="g"))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_MODEL
-from videomae_jax.models import (VARIANTS, ConfigError, VideoClassifier, VideoMAEPretrainModel,
+from videomae_jax.errors import ConfigError
+from videomae_jax.models import (VARIANTS, VideoClassifier, VideoMAEPretrainModel,
                                  model_spec_from_config)
 from videomae_jax.models import layer_stacking, posembed
 from videomae_jax.models.vit import Attention

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from videomae_jax import optim, sharding
-from videomae_jax.models.variants import ConfigError
+from videomae_jax.errors import ConfigError
 
 
 def _params(scanned=False):

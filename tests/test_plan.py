@@ -9,7 +9,8 @@ import pytest
 
 from configs import vitb_pretrain, vitg_pretrain
 from videomae_jax import masking, plan
-from videomae_jax.models.variants import ConfigError, model_spec_from_config
+from videomae_jax.errors import ConfigError
+from videomae_jax.models.variants import model_spec_from_config
 
 GIB = 1024 ** 3
 

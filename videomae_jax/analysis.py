@@ -14,7 +14,7 @@ import numpy as np
 from videomae_jax import masking, optim, steps
 from videomae_jax.data import pipeline
 from videomae_jax.models import model_spec_from_config
-from videomae_jax.models.variants import ConfigError
+from videomae_jax.errors import ConfigError
 
 
 def _count(tree: Any) -> int:

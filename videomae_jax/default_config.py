@@ -1,14 +1,10 @@
-"""Default experiment configuration; files in configs/ start from these and set the recipe values.
+"""The config schema: every key the code reads, declared once with what it means. configs/*.py start from here.
 
-Keys (a config file may override any of them, and so may `--config.key=value` on the command line):
-  task                  'pretrain' or 'finetune'
-  model.*               backbone (see videomae_jax.models.variants.model_spec_from_config)
-  masking.*             encoder / decoder masking and MATS token selection (videomae_jax.masking)
-  data.*                input pipeline (videomae_jax.data)
-  optimizer.*           AdamW recipe; lr = base_lr * batch_size / 256
-  batch_size            global clips per step, counting repeated augmentations
-  total_epochs, warmup_epochs, num_train_steps (-1: derived from epochs and data.num_videos_per_epoch)
-  mesh.*                device mesh axis sizes (-1: the rest)
+`base_config()` declares every key with a neutral default; `pretrain_config()` and `finetune_config()` set the
+official recipes on top (VideoMAE V2 paper and its released scripts). Config files return a config built from one
+of them; `python -m videomae_jax.main` locks it, so `--config.KEY=VALUE` overrides any declared key and a typo
+fails at once. Data-dependent values (the crop canvas, the demo's shard folders) are filled in by
+`videomae_jax.resolve.resolve` before the run's `config.json` is written, so that file is the config that ran.
 """
 from __future__ import annotations
 
@@ -18,8 +14,8 @@ from ml_collections import config_dict
 
 def model_config(variant: str = "B") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      variant=variant,
-      # Optional explicit dimensions; unset means the variant's (REFERENCE.md section 1).
+      variant=variant,                       # Ti | S | B | L | H | g | custom (docs/models.md has the table)
+      # Explicit dimensions; unset means the variant's.
       width=config_dict.placeholder(int),
       depth=config_dict.placeholder(int),
       num_heads=config_dict.placeholder(int),
@@ -29,18 +25,18 @@ def model_config(variant: str = "B") -> ml_collections.ConfigDict:
       decoder_depth=config_dict.placeholder(int),
       decoder_num_heads=config_dict.placeholder(int),
       decoder_mlp_dim=config_dict.placeholder(int),
-      num_frames=16,
-      image_size=224,
-      tubelet_size=2,
-      drop_path_rate=0.0,
-      compute_dtype="bfloat16",
-      scan_layers=False,
-      remat_policy="none",
-      attention_impl="auto",
-      pos_embed_grid=config_dict.placeholder(tuple),
-      num_classes=0,
-      head_init_scale=0.001,
-      head_dropout_rate=0.0,
+      num_frames=16,                         # frames per clip the model sees
+      image_size=224,                        # square input side in pixels
+      tubelet_size=2,                        # frames per tubelet (patch depth)
+      drop_path_rate=0.0,                    # stochastic depth of the encoder blocks
+      compute_dtype="bfloat16",              # float32 | bfloat16 (matmuls; parameters stay float32)
+      scan_layers=False,                     # one nn.scan over the blocks: compile time independent of depth
+      remat_policy="none",                   # none | full | dots | dots_with_no_batch_dims | nothing_saveable
+      attention_impl="auto",                 # auto | xla | cudnn (jax.nn.dot_product_attention)
+      pos_embed_grid=config_dict.placeholder(tuple),  # (t, h, w) the position table was laid out for; None: own grid
+      num_classes=0,                         # classifier classes (0: no head)
+      head_init_scale=0.001,                 # the classifier head's init is scaled by this (official init_scale)
+      head_dropout_rate=0.0,                 # dropout before the classifier head
   ))
 
 
@@ -60,137 +56,176 @@ def masking_config() -> ml_collections.ConfigDict:
 
 def optimizer_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      base_lr=1.5e-4,            # scaled by batch_size / 256
-      min_lr=1e-5,
-      b1=0.9,
+      base_lr=1.5e-4,            # peak lr = base_lr * batch_size / 256
+      min_lr=1e-5,               # end of the cosine decay
+      b1=0.9,                    # AdamW betas and epsilon
       b2=0.95,
       eps=1e-8,
-      weight_decay=0.05,
-      grad_clip_norm=0.02,
-      layer_decay=1.0,           # fine-tuning: scale ld**(L+1-i)
+      weight_decay=0.05,         # decoupled; never on 1-D params, biases or mask_token
+      grad_clip_norm=0.02,       # global-norm clipping; 0: off
+      layer_decay=1.0,           # fine-tuning: update of layer i scaled by ld**(L+1-i); 1.0: off
   ))
 
 
-def pretrain_config(variant: str) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.task = "pretrain"
-  config.seed = 0
-  config.model = model_config(variant)
-  config.masking = masking_config()
-  # Per-tubelet normalized pixel targets (REFERENCE.md section 2); False: raw pixels.
-  config.objective = ml_collections.ConfigDict(dict(normalize_targets=True))
-  config.optimizer = optimizer_config()
-  config.batch_size = 8192
-  config.total_epochs = 1200
-  config.warmup_epochs = 120
-  config.warmup_steps = -1            # >= 0 overrides warmup_epochs
-  config.num_train_steps = -1
-  config.log_every_steps = 50
-  config.checkpoint_every_steps = 1000
-  config.keep_checkpoints = 3
-  config.init_from = ""
-  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
-  config.data = ml_collections.ConfigDict(dict(
-      # UnlabeledHybrid (REFERENCE.md section 4): (name, shard folder, number of clips, frame stride).
-      sources=[
-          dict(name="k710", path="", num_videos=658_000, stride=4, weight=658_000),
-          dict(name="ssv2", path="", num_videos=169_000, stride=2, weight=169_000),
-          dict(name="ava", path="", num_videos=21_000, stride=4, weight=21_000),
-          dict(name="webvid", path="", num_videos=250_000, stride=4, weight=250_000),
-          dict(name="instagram", path="", num_videos=250_000, stride=4, weight=250_000),
-      ],
-      num_videos_per_epoch=1_348_000,
-      repeated_aug=4,            # decode once, this many independent crops + masks (counted in batch_size)
-      multiscale_crop_scales=(1.0, 0.875, 0.75, 0.66),
-      flip=False,
-      # Cut and resize the R crops in the train step (videomae_jax.device_crops) instead of in the grain workers:
-      # the host only decodes (the resizes were ~30% on top of decoding), and the batch ships each clip once.
-      # Needs (batch_size / repeated_aug) divisible by the number of devices.
-      crop_on_device=True,
-      crop_canvas=(0, 0),        # (height, width) clips are placed in; (0, 0): the shards' max_frame_size
+def data_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      # Training sources, each dict(name, path | tfds (+ split, data_dir, video_key, label_key), num_videos, stride,
+      # weight, label_map): shard folders from data_prep.build_shards (or TFDS data sets), mixed by weight, each
+      # read at its own frame stride; label_map '' | 'none' | 'k400' | 'k600' | 'k700' | 'k710' | names file.
+      sources=[dict(name="train", path="", num_videos=0, stride=4, weight=1.0)],
+      label_set="",              # relabel every source into this merged set ('k710': post-pretraining)
+      num_videos_per_epoch=1,    # videos per epoch (the schedule's epoch length)
+      repeated_aug=1,            # decode once, this many independent views (counted in batch_size)
+      sampling="random",         # training clip: 'random' window at the source's stride | 'segment' (TSN, SSv2)
+      multiscale_crop_scales=(1.0, 0.875, 0.75, 0.66),  # pretraining MultiScaleCrop scales
+      flip=False,                # pretraining: random horizontal flip of each view
+      # Pretraining: cut and resize the views in the train step (videomae_jax.device_crops) instead of in the
+      # workers, which then only decode. Needs (batch_size / repeated_aug) divisible by the number of devices.
+      crop_on_device=False,
+      crop_canvas=(0, 0),        # (height, width) the decoded clips are placed in; (0, 0): the shards' max size
       num_workers=8,             # grain worker processes decoding clips (0: in the training process)
+      worker_buffer_size=2,      # local batches each grain worker prepares ahead
+      # Frames per clip in the batch; 0 means model.num_frames. MATS adaptive frame selection decodes about 1.5x
+      # the needed frames (an even number, e.g. 24 for 16) and picks tubelets on the device.
+      num_candidate_frames=0,
+      video_decoder="auto",      # MP4 shard decoder: auto (= pyav) | pyav | decord
       demo_dir="",               # build the synthetic demo shards here if missing; sources without a path use them
-      demo_videos_per_class=8,   # the demo's videos: data_prep.make_demo.demo_arguments reads these demo_* keys
+      demo_videos_per_class=8,   # the demo's videos (videomae_jax.data.demo.build_demo_shards)
       demo_seed=0,
       demo_num_frames=32,
       demo_size=64,
-      reconstruction_video="",   # after training, draw this video's reconstruction to {workdir}/reconstruction.png
-      # Frames per clip in the batch; 0 means model.num_frames. MATS adaptive frame selection decodes about 1.5x
-      # the needed frames (an even number, e.g. 24 for 16) and picks tubelets on device.
-      num_candidate_frames=0,
-      video_decoder="auto",      # MP4 shard decoder: auto (= pyav) | pyav | decord (videomae_jax.data.decoding)
-      worker_buffer_size=2,      # local batches each grain worker prepares ahead
-      # Each source may also set: label_map ('' | 'none' | 'k400' | 'k600' | 'k700' | 'k710' | file of names),
-      # or tfds / split / data_dir / video_key / label_key instead of path (videomae_jax.data.pipeline).
+      reconstruction_video="",   # pretraining: draw this video's reconstruction to {workdir}/reconstruction.png
   ))
+
+
+def augment_config() -> ml_collections.ConfigDict:
+  """Fine-tuning augmentation (host: RandAugment, random resized crop, flip; device: random erasing)."""
+  return ml_collections.ConfigDict(dict(
+      rand_augment="",           # timm-style spec, e.g. 'rand-m7-n4-mstd0.5-inc1'; '' disables
+      crop_scale=(0.08, 1.0),    # random resized crop: area fraction range
+      crop_ratio=(0.75, 4.0 / 3.0),  # random resized crop: aspect ratio range
+      flip=True,                 # random horizontal flip (False for SSv2: left/right is in the label)
+      random_erasing=0.0,        # probability of erasing one box per clip (same box on every frame)
+  ))
+
+
+def mixup_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      mixup_alpha=0.0,           # Beta(alpha, alpha) mixing weight; 0: no mixup
+      cutmix_alpha=0.0,          # Beta(alpha, alpha) box area; 0: no cutmix
+      prob=0.0,                  # probability of mixing a batch at all
+      switch_prob=0.5,           # with both on, probability of cutmix instead of mixup
+      label_smoothing=0.0,       # applied to the (mixed) one-hot targets
+  ))
+
+
+def eval_config() -> ml_collections.ConfigDict:
+  """Multi-view test of a classifier (videomae_jax.evaluation)."""
+  return ml_collections.ConfigDict(dict(
+      path="",                   # labeled shard folder of the test / validation split
+      num_clips=1,               # temporal views per video (Kinetics 5, SSv2 2)
+      num_crops=1,               # spatial views along the long side (3)
+      sampling="uniform",        # 'uniform' windows (Kinetics) | 'segment' (SSv2, TSN-style)
+      stride=4,                  # frame stride of a 'uniform' window
+      short_side=0,              # resize the short side to this first; 0: config.model.image_size
+      batch_size=4,              # videos per step, all processes together (each with num_clips x num_crops views)
+      num_workers=4,             # grain worker processes decoding the views (0: in this process)
+      max_videos=-1,             # evaluate only the first N videos; -1: all
+      class_names="",            # label list for the report; '': the shards' own names
+      demo_dir="",               # build the demo test set here if missing and evaluate on it
+      demo_videos_per_class=8,   # the demo test set's videos
+      demo_seed=1,
+      demo_num_frames=32,
+      demo_size=64,
+  ))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key, with neutral defaults (no recipe)."""
+  config = ml_collections.ConfigDict()
+  config.task = "pretrain"                  # the task registry's name (videomae_jax.tasks): pretrain | classify
+  config.seed = 0                           # every random draw derives from (seed, step)
+  config.model = model_config()
+  config.masking = masking_config()
+  # Per-tubelet normalized pixel targets (VideoMAE's default); False: raw pixels.
+  config.objective = ml_collections.ConfigDict(dict(normalize_targets=True))
+  config.optimizer = optimizer_config()
+  config.batch_size = 256                   # global clips per step, counting repeated augmentations
+  config.total_epochs = 100.0               # run length in epochs of data.num_videos_per_epoch videos ...
+  config.num_train_steps = -1               # ... or in steps (> 0 wins)
+  config.warmup_epochs = 5.0                # linear warmup in epochs ...
+  config.warmup_steps = -1                  # ... or in steps (>= 0 wins)
+  config.log_every_steps = 50               # metrics to TensorBoard and metrics.jsonl
+  config.checkpoint_every_steps = 1000      # train state + input iterator
+  config.keep_checkpoints = 3               # newest checkpoints kept
+  config.async_checkpointing = True         # write checkpoints while training continues
+  config.preemption_check_every_steps = 10  # multi-process runs agree on a stop step this often
+  config.init_from = ""                     # parameters only: a workdir, a step directory or a params export
+  config.head_label_map = ""                # classify: JSON list re-indexing a loaded head (label_710to400.json)
+  config.mixup_groups = 0                   # classify: mix inside this many batch groups; 0: one per device
+  config.mesh = ml_collections.ConfigDict(dict(
+      data=-1,                              # pure data parallel axis (-1: the devices fsdp leaves)
+      fsdp=1,                               # parameters, gradients and optimizer state sharded over this axis
+  ))
+  # (regex, tactic) pairs matched against '/'-joined parameter paths, first match wins; tactics 'fsdp' (largest
+  # divisible dimension) and 'replicate' (videomae_jax.sharding).
+  config.sharding_rules = ((".*", "fsdp"),)
+  config.fsdp_min_size = 2 ** 14            # leaves smaller than this stay replicated under 'fsdp'
+  config.data = data_config()
+  config.augment = augment_config()
+  config.mixup = mixup_config()
+  config.eval = eval_config()
+  return config
+
+
+def pretrain_config(variant: str) -> ml_collections.ConfigDict:
+  """VideoMAE V2 pretraining on UnlabeledHybrid (ViT-g recipe: AdamW 0.9/0.95, 1200 epochs, dual masking)."""
+  config = base_config()
+  config.task = "pretrain"
+  config.model.variant = variant
+  config.batch_size = 8192
+  config.total_epochs = 1200.0
+  config.warmup_epochs = 120.0
+  # UnlabeledHybrid: (name, shard folder, number of clips, frame stride); 1.35M clips.
+  config.data.sources = [
+      dict(name="k710", path="", num_videos=658_000, stride=4, weight=658_000),
+      dict(name="ssv2", path="", num_videos=169_000, stride=2, weight=169_000),
+      dict(name="ava", path="", num_videos=21_000, stride=4, weight=21_000),
+      dict(name="webvid", path="", num_videos=250_000, stride=4, weight=250_000),
+      dict(name="instagram", path="", num_videos=250_000, stride=4, weight=250_000),
+  ]
+  config.data.num_videos_per_epoch = 1_348_000
+  config.data.repeated_aug = 4
+  config.data.crop_on_device = True
   return config
 
 
 def finetune_config(variant: str = "B") -> ml_collections.ConfigDict:
-  """Supervised fine-tuning / post-pretraining defaults (REFERENCE.md section 4; videomae_jax.finetune).
+  """Supervised fine-tuning / post-pretraining (the official fine-tuning defaults; videomae_jax.tasks.classify).
 
   Learning rate: ours is base_lr * batch_size / 256 with batch_size counting repeated augmentations, while the
   official scripts scale by videos per step (batch_size / repeated_aug). To reproduce an official `--lr X` set
   base_lr = X / repeated_aug.
   """
-  config = ml_collections.ConfigDict()
-  config.task = "finetune"
-  config.seed = 0
-  config.model = model_config(variant)
+  config = base_config()
+  config.task = "classify"
+  config.model.variant = variant
   config.model.num_classes = 400
   config.model.drop_path_rate = 0.1
-  config.model.head_init_scale = 0.001
-  config.masking = masking_config()        # only finetune_keep_ratio and camera_* apply to fine-tuning
-  config.optimizer = optimizer_config()
   config.optimizer.base_lr = 5e-4           # official --lr 1e-3 over videos, with 2 repeated augmentations
   config.optimizer.min_lr = 1e-6
-  config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999
-  config.optimizer.eps = 1e-8
-  config.optimizer.weight_decay = 0.05
   config.optimizer.grad_clip_norm = 0.0     # off; post-pretraining uses 5.0
   config.optimizer.layer_decay = 0.75
-  config.batch_size = 512                   # clips per step, counting repeated augmentations
-  config.total_epochs = 90
-  config.warmup_epochs = 5
-  config.num_train_steps = -1
-  config.log_every_steps = 50
-  config.checkpoint_every_steps = 1000
-  config.keep_checkpoints = 3
-  config.init_from = ""                     # pretraining workdir / params export / converted official weights
-  config.head_label_map = ""                # JSON list re-indexing a loaded head (e.g. label_710to400.json)
-  config.mixup_groups = 0                   # 0: one mixing group per device (the partner stays local)
-  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
-  config.data = ml_collections.ConfigDict(dict(
-      # Labeled sources: (name, shard folder, number of videos, frame stride). Several sources relabeled into one
-      # merged label set (label_set='k710', videomae_jax.data.label_maps) is post-pretraining.
-      sources=[dict(name="k400", path="", num_videos=240_000, stride=4, weight=240_000)],
-      label_set="",                          # '' : the shards' own labels; 'k400'...'k710' or a names file
-      num_videos_per_epoch=240_000,
-      repeated_aug=2,                        # decode once, this many independent augmentations (in batch_size)
-      sampling="random",                     # training clip: random window of num_frames * stride ('segment':
-                                             # TSN-style, one random frame per segment, as SSv2)
-      num_workers=8,
-  ))
-  config.augment = ml_collections.ConfigDict(dict(
-      rand_augment="rand-m7-n4-mstd0.5-inc1",  # '' disables
-      crop_scale=(0.08, 1.0),
-      crop_ratio=(0.75, 4.0 / 3.0),
-      flip=True,                             # False for SSv2 (left/right is in the label)
-      random_erasing=0.25,                   # on device, per clip, same box on every frame
-  ))
-  config.mixup = ml_collections.ConfigDict(dict(
-      mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, label_smoothing=0.1))
-  config.eval = ml_collections.ConfigDict(dict(
-      path="",                               # shard folder of the test / validation split
-      num_clips=5,                           # temporal views (SSv2: 2)
-      num_crops=3,                           # spatial views along the long side
-      sampling="uniform",                    # 'uniform' windows (Kinetics) or 'segment' (SSv2, TSN-style)
-      stride=4,                              # frame stride of a 'uniform' window
-      short_side=0,                          # 0: resize the short side to config.model.image_size
-      batch_size=16,                         # views per forward pass
-      num_workers=4,                         # decoding threads
-      max_videos=-1,                         # -1: all
-      class_names="",                        # optional label list for the report
-  ))
+  config.batch_size = 512
+  config.total_epochs = 90.0
+  config.warmup_epochs = 5.0
+  config.data.sources = [dict(name="k400", path="", num_videos=240_000, stride=4, weight=240_000)]
+  config.data.num_videos_per_epoch = 240_000
+  config.data.repeated_aug = 2
+  config.augment.rand_augment = "rand-m7-n4-mstd0.5-inc1"
+  config.augment.random_erasing = 0.25
+  config.mixup.update(dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, label_smoothing=0.1))
+  config.eval.num_clips = 5
+  config.eval.num_crops = 3
   return config

@@ -36,7 +36,8 @@ import numpy as np
 from videomae_jax import masking, mixup, steps
 from videomae_jax.augment.random_erasing import random_erasing
 from videomae_jax.models.classifier import VideoClassifier, scaled_init
-from videomae_jax.models.variants import ConfigError, ModelSpec, model_spec_from_config
+from videomae_jax.errors import ConfigError
+from videomae_jax.models.variants import ModelSpec, model_spec_from_config
 from videomae_jax.models.vit import TRUNC_NORMAL, VideoViTEncoder
 
 Batch = Dict[str, jax.Array]

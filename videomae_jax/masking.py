@@ -42,7 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from videomae_jax import motion
-from videomae_jax.models.variants import ConfigError, ModelSpec
+from videomae_jax.errors import ConfigError
+from videomae_jax.models.variants import ModelSpec
 
 ENCODER_SCHEMES = ("tube", "random", "motion")
 DECODER_SCHEMES = ("none", "running_cell", "motion")

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from videomae_jax.models.layer_stacking import SCANNED_KEY
-from videomae_jax.models.variants import ConfigError
+from videomae_jax.errors import ConfigError
 
 NO_DECAY_NAMES = ("bias", "q_bias", "v_bias", "mask_token", "pos_embed")
 

@@ -62,7 +62,8 @@ from ml_collections import config_flags
 from videomae_jax import hardware, masking
 # The task the trainer builds (videomae_jax.train.build_task uses the same function).
 from videomae_jax import analysis
-from videomae_jax.models.variants import ConfigError, ModelSpec, model_spec_from_config
+from videomae_jax.errors import ConfigError
+from videomae_jax.models.variants import ModelSpec, model_spec_from_config
 
 GIB = 1024 ** 3
 DEFAULT_FSDP_MIN_SIZE = 2 ** 14   # mirrors videomae_jax.sharding.DEFAULT_FSDP_MIN_SIZE (checked by a test)

@@ -22,7 +22,7 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from videomae_jax.models.variants import ConfigError
+from videomae_jax.errors import ConfigError
 
 DATA_AXIS, FSDP_AXIS = "data", "fsdp"
 BATCH_AXES = (DATA_AXIS, FSDP_AXIS)

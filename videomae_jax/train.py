@@ -22,7 +22,7 @@ from clu import periodic_actions
 from etils import epath
 
 from videomae_jax import checkpointing, metrics, optim, preemption, sharding, steps
-from videomae_jax.models.variants import ConfigError
+from videomae_jax.errors import ConfigError
 
 
 class NonFiniteLossError(FloatingPointError):

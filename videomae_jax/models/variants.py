@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Optional, Tuple
 
+from videomae_jax.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
@@ -40,10 +42,6 @@ DECODER_DEPTH = 4
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims", "nothing_saveable")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 COMPUTE_DTYPES = ("float32", "bfloat16")
-
-
-class ConfigError(ValueError):
-  """A configuration that cannot work; the message says which key to change and to what."""
 
 
 @dataclasses.dataclass(frozen=True)
