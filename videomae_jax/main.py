@@ -9,9 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 
+import jax
 from absl import app, flags
+from etils import epath
 from ml_collections import config_flags
+
+from videomae_jax import resolve, tasks, train, xla_flags
+from videomae_jax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
@@ -50,7 +56,6 @@ def main(argv):
     handler.addFilter(_QuietLibraries())
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config=configs/<name>.py and --workdir=DIR are required.")
-  import jax
   if _wants_distributed():
     kwargs = {}
     if _COORDINATOR.value:
@@ -60,20 +65,26 @@ def main(argv):
   if _CACHE_DIR.value:
     jax.config.update("jax_compilation_cache_dir", _CACHE_DIR.value)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
-  from videomae_jax import train
-
-  from etils import epath
-  from videomae_jax import xla_flags
-  config = _CONFIG.value
   workdir = _WORKDIR.value  # a local path or gs://bucket/run
+  try:
+    summary = _train(resolve.resolve(_CONFIG.value), workdir)
+  except ConfigError as error:
+    # What the user must change, as one message: a traceback would bury it.
+    logging.error("Configuration error: %s", error)
+    sys.exit(f"Configuration error: {error}")
+  logging.info("Finished: %s", json.dumps(summary))
+
+
+def _train(config, workdir: str):
+  """Writes the resolved config (the one that runs) and trains."""
+  tasks.from_config(config)  # A bad config fails before anything is written to the workdir.
   if jax.process_index() == 0:
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True))
   logging.info("JAX %s, %d processes, %d devices (%s).", jax.__version__, jax.process_count(), jax.device_count(),
                jax.devices()[0].device_kind)
   logging.info("XLA / runtime flags in effect: %s", json.dumps(xla_flags.active()))
-  summary = train.run(config, workdir)
-  logging.info("Finished: %s", json.dumps(summary))
+  return train.run(config, workdir)
 
 
 if __name__ == "__main__":

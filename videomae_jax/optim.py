@@ -54,6 +54,21 @@ def learning_rate_schedule(*, base_lr: float, batch_size: int, min_lr: float, wa
                                             decay_steps=total_steps, end_value=min(min_lr, peak))
 
 
+def schedule_lengths(config) -> tuple[int, int, int]:
+  """(steps per epoch, total steps, warmup steps) of a config, as Python ints.
+
+  An epoch is config.data.num_videos_per_epoch decoded videos; a step decodes batch_size / repeated_aug of them.
+  config.num_train_steps > 0 overrides total_epochs, config.warmup_steps >= 0 overrides warmup_epochs.
+  """
+  videos_per_step = config.batch_size / max(1, config.data.repeated_aug)
+  steps_per_epoch = max(1, int(config.data.num_videos_per_epoch // videos_per_step))
+  total = config.num_train_steps if config.num_train_steps > 0 else int(config.total_epochs * steps_per_epoch)
+  warmup = config.warmup_steps
+  if warmup is None or warmup < 0:
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+  return steps_per_epoch, int(total), int(min(warmup, total))
+
+
 def layer_ids(params: Any, depth: int) -> Any:
   """Layer index per leaf for layer decay: patch_embed 0, block k -> k+1 (scanned: an int array), rest L+1."""
   def layer_of(path, leaf):

@@ -94,20 +94,21 @@ def partition_spec(shape: Tuple[int, ...], tactic: str, fsdp_size: int, min_size
   return P(*spec)
 
 
+def tactic(path: str, rules: Sequence[Tuple[str, str]]) -> str:
+  """The tactic of the first rule whose regex matches the '/'-joined parameter path; 'replicate' if none does."""
+  for pattern, chosen in rules:
+    if re.search(pattern, path):
+      return chosen
+  return "replicate"
+
+
 def param_shardings(params: Any, mesh: Mesh, rules: Sequence[Tuple[str, str]] = DEFAULT_RULES,
                     min_size: int = DEFAULT_FSDP_MIN_SIZE) -> Any:
   """NamedSharding per parameter leaf (params may be abstract)."""
-  compiled = [(re.compile(pattern), tactic) for pattern, tactic in rules]
   fsdp_size = mesh.shape[FSDP_AXIS]
-
-  def choose(path, leaf):
-    name = _path(path)
-    for pattern, tactic in compiled:
-      if pattern.fullmatch(name) or pattern.search(name):
-        return NamedSharding(mesh, partition_spec(tuple(leaf.shape), tactic, fsdp_size, min_size))
-    return replicated(mesh)
-
-  return jax.tree_util.tree_map_with_path(choose, params)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: NamedSharding(mesh, partition_spec(tuple(leaf.shape), tactic(_path(path), rules),
+                                                            fsdp_size, min_size)), params)
 
 
 def state_shardings(abstract_state: Mapping[str, Any], mesh: Mesh, rules=DEFAULT_RULES,

@@ -1,5 +1,7 @@
-"""The training program, top to bottom: config checks, mesh, input, model and optimizer, sharded state, compiled
-step, checkpoints, loop. `python -m videomae_jax.main` calls `run(config, workdir)`.
+"""The training loop, top to bottom: mesh, compiled step, input, state (fresh, init_from or restored), loop.
+
+`python -m videomae_jax.main` resolves the config (videomae_jax.resolve) and calls `run(config, workdir)`; the
+task (videomae_jax.tasks) holds everything specific to what is trained, so nothing here branches on it.
 
 A run is identified by its workdir: starting again restores the latest checkpoint (train state and input
 iterator together) and continues exactly where it stopped. Every random choice derives from (seed, step), so a
@@ -15,126 +17,25 @@ import time
 from typing import Any, Dict, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from clu import periodic_actions
 from etils import epath
 
-from videomae_jax import checkpointing, metrics, optim, preemption, sharding, steps
-from videomae_jax.errors import ConfigError
+from videomae_jax import checkpointing, hardware, metrics, optim, preemption, sharding, tasks, train_step, visualization
+from videomae_jax.convert import params_io
+from videomae_jax.data import pipeline
+from videomae_jax.errors import ConfigError, NonFiniteLossError
+from videomae_jax.models import layer_stacking
+
+SUMMARY_FILE = "run_summary.json"
 
 
-class NonFiniteLossError(FloatingPointError):
-  pass
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Configuration checks: everything that can be wrong with the config fails here, before compiling or reading data.
-# ---------------------------------------------------------------------------------------------------------------
-def build_task(config: ml_collections.ConfigDict):
-  """The task object of config.task: init_params, abstract_batch, loss (see steps.PretrainTask)."""
-  if config.task == "pretrain":
-    from videomae_jax import analysis  # the same task `inspect` analyzes
-    return analysis.pretrain_task(config)
-  if config.task == "finetune":
-    from videomae_jax import finetune
-    return finetune.ClassificationTask.from_config(config)
-  raise ConfigError(f"config.task={config.task!r}; use 'pretrain' or 'finetune'.")
-
-
-def schedule_lengths(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
-  """(steps per epoch, total steps, warmup steps) as Python ints."""
-  videos_per_step = config.batch_size / max(1, config.data.get("repeated_aug", 1))
-  steps_per_epoch = max(1, int(config.data.num_videos_per_epoch // videos_per_step))
-  total = config.num_train_steps if config.num_train_steps > 0 else int(config.total_epochs * steps_per_epoch)
-  warmup = config.get("warmup_steps", -1)
-  if warmup is None or warmup < 0:
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-  return steps_per_epoch, int(total), int(min(warmup, total))
-
-
-def check_batch(config: ml_collections.ConfigDict, mesh) -> int:
-  """Returns the per-process batch; raises if the global batch cannot be split evenly."""
-  devices = mesh.devices.size
-  if config.batch_size % devices:
-    raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the {devices} devices of the "
-                      f"mesh; use a multiple of {devices}.")
-  repeated = config.data.get("repeated_aug", 1)
-  local = config.batch_size // jax.process_count()
-  if local % repeated:
-    raise ConfigError(f"the per-process batch {local} is not divisible by config.data.repeated_aug={repeated}.")
-  if config.task == "pretrain" and config.data.get("crop_on_device", False):
-    clips = config.batch_size // repeated
-    if clips % devices:
-      raise ConfigError(
-          f"config.data.crop_on_device=True ships batch_size / repeated_aug = {clips} decoded clips per step, "
-          f"which the {devices} devices cannot split evenly: use a batch_size that is a multiple of "
-          f"{devices * repeated} (devices x repeated_aug), or config.data.crop_on_device=False.")
-  return local
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Input pipeline
-# ---------------------------------------------------------------------------------------------------------------
-def prepare_demo_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """config.data.demo_dir: build the synthetic demo shards there if missing and point the sources at them.
-
-  config.data.demo_videos_per_class, demo_seed (default 0), demo_num_frames and demo_size choose the videos: the
-  demo pretraining and fine-tuning use different ones, and the test set (config.eval.demo_*) yet another seed.
-  """
-  demo_dir = config.data.get("demo_dir", "")
-  if not demo_dir:
-    return config
-  from data_prep import make_demo
-  if jax.process_index() == 0:
-    make_demo.build_demo_shards(demo_dir, **make_demo.demo_arguments(config.data, default_seed=0))
-  from jax.experimental import multihost_utils
-  multihost_utils.sync_global_devices("demo shards built")
-  shard_dir = os.path.join(demo_dir, "shards")
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    for source in config.data.sources:
-      if not source.get("path"):
-        source["path"] = shard_dir
-  return config
-
-
-def resolve_crop_canvas(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Pretraining with crops on the device: fixes config.data.crop_canvas from the shards (max frame size) so
-  that the compiled step and the pipeline agree on the batch shape."""
-  from videomae_jax.data import pipeline
-  if config.task != "pretrain" or not pipeline.device_crops_per_clip(config):
-    return config
-  try:
-    canvas = pipeline.crop_canvas(config)
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.data.crop_canvas = canvas
-  logging.info("Crops on the device: clips are shipped in a %dx%d canvas, %d views each.", canvas[0], canvas[1],
-               pipeline.device_crops_per_clip(config))
-  return config
-
-
-def make_input(config: ml_collections.ConfigDict):
-  """The grain iterator of this process's batches (checkpointable: get_state / set_state)."""
-  from videomae_jax.data import pipeline
-  mode = "pretrain" if config.task == "pretrain" else "finetune"
-  dataset = pipeline.make_dataset(config, mode=mode, process_index=jax.process_index(),
-                                  process_count=jax.process_count(), seed=config.seed)
-  return iter(dataset)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The run
-# ---------------------------------------------------------------------------------------------------------------
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """Trains until config.num_train_steps (or preemption). Returns a summary (last step, last loss, stopped)."""
+  """Trains until the end of the schedule (or preemption). Returns a summary (last step, last loss, stopped)."""
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   # From here on SIGTERM / SIGUSR1 only ask for a checkpoint at the next step boundary.
-  handler = preemption.PreemptionHandler(config.get("preemption_check_every_steps", 10)).install()
+  handler = preemption.PreemptionHandler(config.preemption_check_every_steps).install()
   try:
     return _run(config, workdir, handler)
   finally:
@@ -142,129 +43,95 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
 
 
 def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.PreemptionHandler) -> Dict[str, Any]:
-  task = build_task(config)  # A bad model or masking config fails here, before any data is built or read.
-  config = resolve_crop_canvas(prepare_demo_data(config))
-  task = build_task(config)  # Again, with the canvas of the data.
-  steps_per_epoch, total_steps, warmup_steps = schedule_lengths(config)
+  task = tasks.from_config(config)  # A bad model, masking or task config fails here, before compiling.
+  steps_per_epoch, total_steps, _ = optim.schedule_lengths(config)
 
-  # Mesh -----------------------------------------------------------------------------------------------------
+  # Mesh and the compiled step: memory problems show up before any data is read ------------------------------
   mesh = sharding.make_mesh(config.mesh)
-  local_batch = check_batch(config, mesh)
-  logging.info("Mesh %s over %d devices (%d processes); batch %d (%d per process); %d steps (%d per epoch).",
-               dict(mesh.shape), mesh.devices.size, jax.process_count(), config.batch_size, local_batch,
-               total_steps, steps_per_epoch)
+  step = train_step.build(config, mesh=mesh, task=task)
+  logging.info("Mesh %s over %d devices (%d processes); batch %d; %d steps (%d per epoch).", dict(mesh.shape),
+               mesh.devices.size, jax.process_count(), config.batch_size, total_steps, steps_per_epoch)
+  flops_per_step = step.flops_per_clip * config.batch_size / mesh.devices.size
+  logging.info("Compiled the train step in %.1f s: %.3g model FLOPs per device per step. Memory per device: %s",
+               step.compile_seconds, flops_per_step, _describe_memory(step.memory))
 
-  # Model and optimizer --------------------------------------------------------------------------------------
-  abstract_params = jax.eval_shape(task.init_params, jax.random.key(0))
-  optimizer, schedule = optim.make_optimizer(config.optimizer, abstract_params, batch_size=config.batch_size,
-                                             warmup_steps=warmup_steps, total_steps=total_steps,
-                                             depth=task.spec.depth)
-
-  # Sharded state: created already sharded (no host copy of the full model) ----------------------------------
-  abstract_state = jax.eval_shape(lambda: steps.init_train_state(task, optimizer, config.seed))
-  rules = [tuple(rule) for rule in config.get("sharding_rules", sharding.DEFAULT_RULES)]
-  state_shardings = sharding.state_shardings(abstract_state, mesh, rules,
-                                             config.get("fsdp_min_size", sharding.DEFAULT_FSDP_MIN_SIZE))
-  batch_sharding = sharding.batch_sharding(mesh)
-
-  data_iterator = make_input(config)
+  # Input and state --------------------------------------------------------------------------------------------
+  data_iterator = iter(pipeline.make_dataset(config, mode=task.input_mode, process_index=jax.process_index(),
+                                             process_count=jax.process_count(), seed=config.seed))
   checkpointer = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
-                                            async_saves=config.get("async_checkpointing", True))
+                                            async_saves=config.async_checkpointing)
   restored_step = checkpointer.latest_step()
   if restored_step is not None:
-    target = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
-    _, state = checkpointer.restore(target, data_iterator, step=restored_step)
+    _, state = checkpointer.restore(step.abstract_state, data_iterator, step=restored_step)
     logging.info("Resumed from %s at step %d.", checkpointer.directory, restored_step)
   else:
-    state = jax.jit(lambda: steps.init_train_state(task, optimizer, config.seed), out_shardings=state_shardings)()
-    if config.get("init_from"):
-      state = dict(state, params=load_initial_params(config, task, state["params"], state_shardings["params"]))
-      state = dict(state, opt_state=jax.jit(optimizer.init, out_shardings=state_shardings["opt_state"])(
-          state["params"]))
-
-  # Compile ahead of time: memory problems show up before any data is read ------------------------------------
-  abstract_batch = task.abstract_batch(config.batch_size, batch_sharding)
-  train_step = jax.jit(steps.make_train_step(task, optimizer, schedule),
-                       in_shardings=(state_shardings, jax.tree.map(lambda _: batch_sharding, abstract_batch)),
-                       out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
-  compile_start = time.time()
-  compiled = train_step.lower(checkpointing.abstract_with_shardings(abstract_state, state_shardings),
-                              abstract_batch).compile()
-  from videomae_jax import analysis
-  if config.task == "finetune":
-    from videomae_jax import finetune
-    flops_per_clip = finetune.train_step_flops_per_clip(config)
-  else:
-    flops_per_clip = analysis.train_step_flops_per_clip(config)
-  flops_per_step = flops_per_clip * config.batch_size / mesh.devices.size
-  memory = compiled.memory_analysis()
-  logging.info("Compiled the train step in %.1f s: %.3g model FLOPs per device per step. Memory per device: %s",
-               time.time() - compile_start, flops_per_step, _describe_memory(memory))
+    state = step.init_state(config.seed)
+    if config.init_from:
+      params = _load_initial_params(config, task, state["params"], step.state_shardings["params"])
+      opt_state = jax.jit(step.optimizer.init, out_shardings=step.state_shardings["opt_state"])(params)
+      state = dict(state, params=params, opt_state=opt_state)
 
   # Loop ----------------------------------------------------------------------------------------------------
   start_step = int(restored_step or 0)
   writer = metrics.create_writer(workdir, start_step)
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=config.log_every_steps)
-  peak = _peak_flops(jax.devices()[0])
+  peak = hardware.peak_flops_per_second(jax.devices()[0].device_kind)
   pending, last_loss, stopped_by = [], math.nan, None
   window_start, data_wait, window_steps = time.time(), 0.0, 0
-  step = start_step
+  current = start_step
   try:
-    while step < total_steps:
+    while current < total_steps:
       wait_start = time.time()
       local = next(data_iterator)
-      batch = {key: jax.make_array_from_process_local_data(batch_sharding, np.asarray(local[key]))
-               for key in abstract_batch}
+      batch = {key: jax.make_array_from_process_local_data(step.batch_sharding, np.asarray(local[key]))
+               for key in step.abstract_batch}
       data_wait += time.time() - wait_start
-      state, step_metrics = compiled(state, batch)
-      step += 1
+      state, step_metrics = step(state, batch)
+      current += 1
       window_steps += 1
       pending.append(step_metrics)
-      progress(step)
-      is_last = step == total_steps
-      checkpoint_now = step % config.checkpoint_every_steps == 0 or is_last
-      if step % config.log_every_steps == 0 or checkpoint_now:
-        last_loss = _write_metrics(writer, step, pending)
+      progress(current)
+      is_last = current == total_steps
+      checkpoint_now = current % config.checkpoint_every_steps == 0 or is_last
+      if current % config.log_every_steps == 0 or checkpoint_now:
+        last_loss = _write_metrics(writer, current, pending)
         pending = []
-        elapsed = time.time() - window_start
-        writer.write_scalars(step, metrics.throughput_metrics(
-            steps=window_steps, seconds=elapsed, data_wait_seconds=data_wait, clips_per_step=config.batch_size,
-            flops_per_step_per_device=flops_per_step, num_devices=mesh.devices.size,
-            peak_flops_per_device=peak))
+        writer.write_scalars(current, metrics.throughput_metrics(
+            steps=window_steps, seconds=time.time() - window_start, data_wait_seconds=data_wait,
+            clips_per_step=config.batch_size, flops_per_step_per_device=flops_per_step,
+            num_devices=mesh.devices.size, peak_flops_per_device=peak))
         window_start, data_wait, window_steps = time.time(), 0.0, 0
         writer.flush()
-      if handler.should_stop(step) and not is_last:
+      if handler.should_stop(current) and not is_last:
         stopped_by = handler.signal_name or "preemption"
         checkpoint_now = True
       if checkpoint_now:
         if pending:
-          last_loss = _write_metrics(writer, step, pending)
+          last_loss = _write_metrics(writer, current, pending)
           pending = []
-        checkpointer.save(step, state, data_iterator, force=True)
+        checkpointer.save(current, state, data_iterator, force=True)
       if stopped_by:
-        logging.warning("Stopping at step %d after %s; checkpoint saved.", step, stopped_by)
+        logging.warning("Stopping at step %d after %s; checkpoint saved.", current, stopped_by)
         break
   finally:
     checkpointer.close()
     writer.flush()
-  summary = {"step": step, "last_loss": last_loss, "stopped_by": stopped_by, "total_steps": total_steps}
+  summary = {"step": current, "last_loss": last_loss, "stopped_by": stopped_by, "total_steps": total_steps,
+             "train_step": step.describe()}
   if jax.process_index() == 0:
-    (epath.Path(workdir) / "run_summary.json").write_text(json.dumps(summary, indent=1))
-    if config.task == "pretrain" and step == total_steps and config.data.get("reconstruction_video", ""):
-      write_reconstruction_picture(config, workdir, checkpointer.directory, step)
+    (epath.Path(workdir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    if current == total_steps and config.data.reconstruction_video:
+      output = os.path.join(workdir, "reconstruction.png")
+      visualization.visualize(config, _in_demo_dir(config, config.data.reconstruction_video), output,
+                              checkpoint=os.path.join(checkpointer.directory, str(current), checkpointing.STATE))
+      logging.info("Wrote %s", output)
   return summary
 
 
-def write_reconstruction_picture(config, workdir: str, checkpoint_dir: str, step: int) -> None:
-  """{workdir}/reconstruction.png: frames, motion scores, masks and the model's reconstruction of one video."""
-  from videomae_jax import visualize
-  video = config.data.reconstruction_video
-  if config.data.get("demo_dir") and not os.path.isabs(video):
-    video = os.path.join(config.data.demo_dir, video)
-  output = os.path.join(workdir, "reconstruction.png")
-  visualize.visualize(config, video, output, checkpoint=os.path.join(checkpoint_dir, str(step), "state"))
-  logging.info("Wrote %s", output)
+def _in_demo_dir(config, path: str) -> str:
+  """config.data.reconstruction_video is relative to the demo folder when the run uses one."""
+  return os.path.join(config.data.demo_dir, path) if config.data.demo_dir and not os.path.isabs(path) else path
 
 
 def _write_metrics(writer, step: int, pending: list) -> float:
@@ -282,31 +149,19 @@ def _write_metrics(writer, step: int, pending: list) -> float:
   return mean["train/loss"]
 
 
-def _describe_memory(memory) -> str:
-  if memory is None:
+def _describe_memory(memory: Dict[str, int]) -> str:
+  if not memory:
     return "unavailable"
   gib = 1024 ** 3
-  return (f"arguments {memory.argument_size_in_bytes / gib:.2f} GiB, outputs {memory.output_size_in_bytes / gib:.2f}"
-          f" GiB, temporaries {memory.temp_size_in_bytes / gib:.2f} GiB, aliased "
-          f"{memory.alias_size_in_bytes / gib:.2f} GiB")
+  return (f"arguments {memory['argument_size'] / gib:.2f} GiB, outputs {memory['output_size'] / gib:.2f} GiB, "
+          f"temporaries {memory['temp_size'] / gib:.2f} GiB, aliased {memory['alias_size'] / gib:.2f} GiB")
 
 
-def _peak_flops(device) -> Optional[float]:
-  try:
-    from videomae_jax import hardware
-    return hardware.peak_flops_per_second(device.device_kind)
-  except Exception:  # noqa: BLE001 - unknown hardware: no MFU, everything else still logged
-    return None
-
-
-def load_initial_params(config, task, params, shardings):
-  """config.init_from: parameters only (a params export, a workdir, or a converted official checkpoint)."""
-  from videomae_jax.convert import params_io
-  from videomae_jax.models import layer_stacking
+def _load_initial_params(config, task: tasks.Task, params, shardings):
+  """config.init_from: parameters only (a params export, a workdir, or a converted official checkpoint), adapted
+  by the task (a classifier takes a pretraining encoder, a head can be re-indexed) and checked leaf by leaf."""
   loaded = params_io.load_params(config.init_from)
-  # A fine-tuning task takes the encoder of a pretraining checkpoint (fresh fc_norm / head) or re-indexes a head.
-  adapt = getattr(task, "adapt_loaded_params", None)
-  source = adapt(loaded, seed=config.seed) if adapt is not None else loaded.params
+  source = task.adapt_loaded_params(loaded, seed=config.seed)
   if task.spec.scan_layers:
     source = layer_stacking.stack_layers(source)
   flat_target = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(params)}

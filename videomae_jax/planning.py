@@ -1,11 +1,6 @@
 r"""Plan a pretraining run before paying for it: memory per device, FLOPs, time, and a mesh that fits.
 
-  python -m videomae_jax.plan --config=configs/vitg_pretrain.py --num_devices=64 --device=h100
-  python -m videomae_jax.plan --config=configs/vitg_pretrain.py --num_devices=256 --device=v5e [--json]
-      [--per_device_batch=K] [--fsdp=F] [--num_slices=S] [--mfu=0.4] [--headroom=0.9] [--flops=analytic|xla]
-      [--config.model.remat_policy=none ...]
-
-Nothing is compiled by default; it takes a few seconds on a laptop for ViT-g.
+The library behind `python -m videomae_jax.tools.plan`. Nothing is compiled (unless flops='xla').
 
 Memory per device (bytes), for a mesh data x fsdp over N devices and a per-device batch b:
   parameters      float32, leaf by leaf with the trainer's own sharding rule (videomae_jax.sharding): leaves of
@@ -44,29 +39,22 @@ decoder head on the predicted tokens only), 3x forward for forward + backward (t
 gradient), plus one forward of the blocks under remat ('full' / 'nothing_saveable'; the 'dots' policies recompute
 less, counted as the attention einsums or nothing). These match the papers' per-clip GFLOPs (which are
 multiply-accumulates): ViT-B dual masking 25.87 G, VideoMAE 35.48 G. `--flops=xla` instead takes XLA's cost
-analysis of the lowered, unrolled step (videomae_jax.analysis.train_step_flops_per_clip; slow for big models),
+analysis of the lowered, unrolled step (videomae_jax.train_step.flops_per_clip; slow for big models),
 which also counts elementwise work. Time per step = model FLOPs per step / (num_devices * peak * mfu), with model
 FLOPs excluding rematerialization, as the trainer's MFU does.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from videomae_jax import hardware, masking
-# The task the trainer builds (videomae_jax.train.build_task uses the same function).
-from videomae_jax import analysis
+from videomae_jax import hardware, masking, optim, sharding, train_step
 from videomae_jax.errors import ConfigError
-from videomae_jax.models.variants import ModelSpec, model_spec_from_config
+from videomae_jax.models.variants import ModelSpec
+from videomae_jax.tasks.pretrain import PretrainTask
 
 GIB = 1024 ** 3
-DEFAULT_FSDP_MIN_SIZE = 2 ** 14   # mirrors videomae_jax.sharding.DEFAULT_FSDP_MIN_SIZE (checked by a test)
 REMAT_RECOMPUTES_BLOCK = ("full", "nothing_saveable")
 
 
@@ -81,19 +69,18 @@ def _dtype_bytes(name: str) -> int:
 def param_shapes(config) -> List[Tuple[str, Tuple[int, ...]]]:
   """(path, shape) of every parameter leaf, from jax.eval_shape of the real model init (exact, no allocation)."""
   import jax
-  task = analysis.pretrain_task(config)
+  task = PretrainTask.from_config(config)
   abstract = jax.eval_shape(task.init_params, jax.random.key(0))
   leaves = jax.tree_util.tree_leaves_with_path(abstract)
   return [("/".join(str(getattr(k, "key", k)) for k in path), tuple(int(s) for s in leaf.shape))
           for path, leaf in leaves]
 
 
-def _sharded_elements(shape: Tuple[int, ...], fsdp: int, min_size: int) -> float:
-  """Elements of one leaf held per device, as videomae_jax.sharding.partition_spec lays it out ('fsdp' tactic)."""
-  size = math.prod(shape)
-  if fsdp == 1 or size < min_size or not any(dim % fsdp == 0 for dim in shape):
-    return float(size)
-  return size / fsdp
+def _sharded_elements(path: str, shape: Tuple[int, ...], fsdp: int, min_size: int,
+                      rules: Sequence[Tuple[str, str]]) -> float:
+  """Elements of one leaf held per device, laid out by the trainer's own rule (videomae_jax.sharding)."""
+  spec = sharding.partition_spec(shape, sharding.tactic(path, rules), fsdp, min_size)
+  return math.prod(shape) / (fsdp if sharding.FSDP_AXIS in tuple(spec) else 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,10 +92,11 @@ class ParamSummary:
 
 
 def summarize_params(shapes: Sequence[Tuple[str, Tuple[int, ...]]], spec: ModelSpec, fsdp: int,
-                     min_size: int = DEFAULT_FSDP_MIN_SIZE) -> ParamSummary:
+                     min_size: int = sharding.DEFAULT_FSDP_MIN_SIZE,
+                     rules: Sequence[Tuple[str, str]] = sharding.DEFAULT_RULES) -> ParamSummary:
   total = sum(math.prod(shape) for _, shape in shapes)
   encoder = sum(math.prod(shape) for path, shape in shapes if path.startswith("encoder/"))
-  per_device = sum(_sharded_elements(shape, fsdp, min_size) for _, shape in shapes)
+  per_device = sum(_sharded_elements(path, shape, fsdp, min_size, rules) for path, shape in shapes)
   encoder_blocks = sum(math.prod(s) for p, s in shapes if p.startswith("encoder/blocks/"))
   decoder_blocks = sum(math.prod(s) for p, s in shapes if p.startswith("decoder/blocks/"))
   largest = max(encoder_blocks // max(spec.depth, 1), decoder_blocks // max(spec.decoder_depth, 1))
@@ -206,9 +194,10 @@ class MemoryEstimate:
 
 def estimate_memory(spec: ModelSpec, plan: masking.MaskingPlan, shapes, *, data: int, fsdp: int,
                     per_device_batch: int, microbatches: int = 1,
-                    min_size: int = DEFAULT_FSDP_MIN_SIZE, input_buffers: int = 2,
+                    min_size: int = sharding.DEFAULT_FSDP_MIN_SIZE,
+                    rules: Sequence[Tuple[str, str]] = sharding.DEFAULT_RULES, input_buffers: int = 2,
                     input_bytes_per_clip: Optional[float] = None) -> MemoryEstimate:
-  params = summarize_params(shapes, spec, fsdp, min_size)
+  params = summarize_params(shapes, spec, fsdp, min_size, rules)
   c = _dtype_bytes(spec.compute_dtype)
   per_device_param_bytes = 4 * params.per_device_elements
   working = 2 * params.largest_block * c + (4 * params.largest_block if fsdp > 1 else 0)
@@ -236,22 +225,14 @@ def _divisors(n: int) -> List[int]:
   return [k for k in range(1, n + 1) if n % k == 0]
 
 
-def steps_per_epoch(config) -> int:
-  """As videomae_jax.train.schedule_lengths: decoded videos per step = batch_size / repeated_aug."""
-  videos_per_step = config.batch_size / max(1, config.data.get("repeated_aug", 1))
-  return max(1, int(config.data.num_videos_per_epoch // videos_per_step))
-
-
 def input_bytes_per_view(config) -> Optional[float]:
   """With crops on the device (config.data.crop_on_device), the input bytes per sample: 1 / R of a uint8 canvas
-  clip (T x Hc x Wc x 3; the shards' max frame size, else pipeline.DEFAULT_CROP_CANVAS). None: S x S views."""
-  from videomae_jax.data import pipeline  # pylint: disable=import-outside-toplevel
-  repeats = pipeline.device_crops_per_clip(config) if "data" in config else 0
-  if not repeats:
+  clip (T x Hc x Wc x 3, config.data.crop_canvas as videomae_jax.resolve fills it). None: S x S views."""
+  if not config.data.crop_on_device:
     return None
-  height, width = pipeline.crop_canvas(config, default=pipeline.DEFAULT_CROP_CANVAS)
-  frames = pipeline.num_clip_frames(config)
-  return frames * height * width * 3 / repeats
+  height, width = config.data.crop_canvas
+  frames = config.data.num_candidate_frames or config.model.num_frames
+  return frames * height * width * 3 / config.data.repeated_aug
 
 
 def make_plan(config, *, num_devices: int, device: str, per_device_batch: Optional[int] = None,
@@ -259,10 +240,11 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
               flops: str = "analytic") -> Dict[str, Any]:
   """Everything the table shows, as a JSON-able dict. Raises ConfigError when no mesh can work at all."""
   dev = hardware.lookup(device)
-  spec = model_spec_from_config(config.model)
-  plan = masking.masking_plan(config.masking, spec)
+  task = PretrainTask.from_config(config)
+  spec, plan = task.spec, task.plan
   shapes = param_shapes(config)
-  min_size = int(config.get("fsdp_min_size", DEFAULT_FSDP_MIN_SIZE))
+  min_size = int(config.fsdp_min_size)
+  rules = [tuple(rule) for rule in config.sharding_rules]
   batch = int(config.batch_size)
   if num_devices <= 0 or num_devices % num_slices:
     raise ConfigError(f"--num_devices={num_devices} must be a positive multiple of --num_slices={num_slices}.")
@@ -284,7 +266,7 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
 
   def estimate(f: int, k: int) -> MemoryEstimate:
     return estimate_memory(spec, plan, shapes, data=num_devices // f, fsdp=f, per_device_batch=k,
-                           microbatches=clips_per_device // k, min_size=min_size,
+                           microbatches=clips_per_device // k, min_size=min_size, rules=rules,
                            input_bytes_per_clip=input_bytes_per_view(config))
 
   chosen, tried = None, []
@@ -301,14 +283,13 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
   # What the config's own mesh would need, for comparison.
   configured = None
   try:
-    from videomae_jax.sharding import mesh_shape
-    cfg_data, cfg_fsdp = mesh_shape(config.mesh, num_devices)
+    cfg_data, cfg_fsdp = sharding.mesh_shape(config.mesh, num_devices)
     configured = estimate(cfg_fsdp, clips_per_device)
   except ConfigError:
     configured = None
 
   if flops == "xla":
-    model_per_clip = analysis.train_step_flops_per_clip(config)
+    model_per_clip = train_step.flops_per_clip(task, config)
     analytic = flops_per_clip(spec, plan)
     hardware_per_clip = model_per_clip * analytic["train_hardware"] / analytic["train_model"]
     flops_source = "XLA cost analysis of the lowered, unrolled step (hardware FLOPs scaled by the analytic remat)"
@@ -319,7 +300,7 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
     forward = analytic["forward"]
     flops_source = "analytic matmul FLOPs (2*m*n*k per matmul, x3 fwd+bwd, +1 forward of the blocks for remat)"
   step_flops = model_per_clip * batch
-  epoch_steps = steps_per_epoch(config)
+  epoch_steps, total_steps, _ = optim.schedule_lengths(config)
   result: Dict[str, Any] = {
       "config": {"variant": config.model.variant, "batch_size": batch, "compute_dtype": spec.compute_dtype,
                  "remat_policy": spec.remat_policy, "scan_layers": spec.scan_layers,
@@ -329,8 +310,8 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
                  "repeated_aug": int(config.data.get("repeated_aug", 1))},
       "device": {"name": dev.name, "description": dev.description, "count": num_devices, "slices": num_slices,
                  "memory_bytes": dev.memory_bytes, "peak_flops": dev.peak_flops, "headroom": headroom},
-      "params": {"total": summarize_params(shapes, spec, 1, min_size).total,
-                 "encoder": summarize_params(shapes, spec, 1, min_size).encoder},
+      "params": {"total": summarize_params(shapes, spec, 1).total,
+                 "encoder": summarize_params(shapes, spec, 1).encoder},
       "tokens": {"encoder": plan.num_encoder_tokens, "decoder": plan.num_decoder_inputs,
                  "predicted": plan.num_decoder_tokens, "total": plan.num_tokens},
       "activations_per_clip_bytes": activation_bytes_per_clip(spec, plan),
@@ -342,8 +323,6 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
   }
   if dev.peak_flops:
     step_seconds = step_flops / (num_devices * dev.peak_flops * mfu)
-    total_steps = int(config.total_epochs * epoch_steps) if config.num_train_steps <= 0 else int(
-        config.num_train_steps)
     result["time"] = {"mfu": mfu, "step_seconds": step_seconds, "steps_per_epoch": epoch_steps,
                       "epoch_hours": epoch_steps * step_seconds / 3600, "total_steps": total_steps,
                       "total_hours": total_steps * step_seconds / 3600,
@@ -437,47 +416,3 @@ def format_table(result: Dict[str, Any]) -> str:
 def _rows(rows: Sequence[Tuple[str, str]]) -> str:
   width = max(len(name) for name, _ in rows)
   return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
-
-
-def _define(name: str, definer, *args, **kwargs):
-  """An absl flag, or the flag of that name another module imported first (e.g. videomae_jax.inspect) defined."""
-  if name in flags.FLAGS:
-    return flags.FLAGS[name]
-  return definer(name, *args, **kwargs)
-
-
-_CONFIG = _define("config", config_flags.DEFINE_config_file, None, "Experiment config file.", lock_config=True)
-_NUM_DEVICES = flags.DEFINE_integer("num_devices", None, "Devices (GPUs or TPU chips) in the whole run.")
-_DEVICE = flags.DEFINE_string("device", "h100", f"One of {sorted(hardware.DEVICES)}.")
-_PER_DEVICE_BATCH = flags.DEFINE_integer("per_device_batch", None,
-                                         "Clips per device per microbatch; must divide batch_size / num_devices "
-                                         "(default: the largest that fits, preferring no accumulation).")
-_FSDP = flags.DEFINE_integer("fsdp", None, "Evaluate only this fsdp axis size (default: the smallest that fits).")
-_NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "TPU slices or GPU nodes groups; fsdp stays inside one.")
-_MFU = flags.DEFINE_float("mfu", 0.4, "Model FLOPs utilization assumed for the time estimate.")
-_HEADROOM = flags.DEFINE_float("headroom", 0.9, "Fraction of device memory the plan may use.")
-_FLOPS = flags.DEFINE_enum("flops", "analytic", ["analytic", "xla"], "FLOP count source.")
-_JSON = _define("json", flags.DEFINE_bool, False, "Print one JSON object instead of a table.")
-
-
-def main(argv):
-  del argv
-  if _CONFIG.value is None or not _NUM_DEVICES.value:
-    raise app.UsageError("--config=configs/<name>.py and --num_devices=N are required.")
-  try:
-    result = make_plan(_CONFIG.value, num_devices=_NUM_DEVICES.value, device=_DEVICE.value,
-                       per_device_batch=_PER_DEVICE_BATCH.value, fsdp=_FSDP.value, num_slices=_NUM_SLICES.value,
-                       mfu=_MFU.value, headroom=_HEADROOM.value, flops=_FLOPS.value)
-  except (ConfigError, ValueError) as error:
-    print(f"plan: {error}", file=sys.stderr)
-    return 2
-  if _JSON.value:
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-  else:
-    print(format_table(result))
-  return 0 if result["recommended"] else 1
-
-
-if __name__ == "__main__":
-  app.run(main)

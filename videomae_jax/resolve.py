@@ -1,0 +1,56 @@
+"""Fills the values of a config that depend on data, once, before anything else reads the config.
+
+  config = resolve.resolve(config)                     # the trainer: builds missing demo data, reads the shards
+  config = resolve.resolve(config, for_training=False)  # shape-only tools (inspect, benchmarks, plan)
+
+What it fills:
+  * the demo's data (config.data.demo_dir / config.eval.demo_dir): the synthetic shards are built there if missing
+    (process 0; the others wait) and every training source without a path, and an empty config.eval.path, point
+    at them;
+  * config.data.crop_canvas, with crops on the device: the largest frame size of the weighted sources (their
+    dataset.json, or a TFDS video feature's static shape), so the compiled step and the pipeline agree on the
+    batch shape. Shape-only tools without data fall back to a 16:9 canvas at build_shards' default short side.
+The trainer writes the resolved config to {workdir}/config.json: that file is the config that ran.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import ml_collections
+from jax.experimental import multihost_utils
+
+from videomae_jax.data import demo, pipeline
+from videomae_jax.errors import ConfigError
+
+
+def _demo_shards(section, default_seed: int, build: bool) -> str:
+  """The shard folder of the demo set described by a config section's demo_* keys (built if asked)."""
+  if build:
+    if jax.process_index() == 0:
+      demo.build_demo_shards(section.demo_dir, **demo.demo_arguments(section, default_seed=default_seed))
+    multihost_utils.sync_global_devices(f"demo shards in {section.demo_dir}")
+  return os.path.join(section.demo_dir, "shards")
+
+
+def resolve(config: ml_collections.ConfigDict, *, for_training: bool = True) -> ml_collections.ConfigDict:
+  """A copy of `config` with its data-dependent values filled in (see the module docstring)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    if config.data.demo_dir:
+      shards = _demo_shards(config.data, 0, build=for_training)
+      for source in config.data.sources:
+        if not source.get("path") and not source.get("tfds"):
+          source["path"] = shards
+    if config.eval.demo_dir and not config.eval.path:
+      config.eval.path = _demo_shards(config.eval, 1, build=for_training)
+    if config.data.crop_on_device and not min(config.data.crop_canvas) > 0:
+      try:
+        canvas = pipeline.crop_canvas(config, default=None if for_training else pipeline.DEFAULT_CROP_CANVAS)
+      except ValueError as error:
+        raise ConfigError(str(error)) from error
+      config.data.crop_canvas = tuple(int(v) for v in canvas)
+      logging.info("Crops on the device: clips are shipped in a %dx%d canvas, %d views each.", *canvas,
+                   config.data.repeated_aug)
+  return config

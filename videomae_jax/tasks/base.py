@@ -1,0 +1,70 @@
+"""The Task interface: everything the trainer, the step builder and the tools need to know about one kind of step.
+
+A task is a frozen dataclass of Python values (hashable, fixed before tracing): its `spec` (videomae_jax.models)
+and whatever else fixes its shapes. The trainer never branches on which task it runs; it calls these methods:
+
+  from_config(config)            validate and build; raise ConfigError naming the key to change
+  init_params(rng)               the parameter tree (per-layer, or scanned when spec.scan_layers)
+  abstract_batch(batch_size)     {name: ShapeDtypeStruct} of one global batch, as the input pipeline delivers it
+  loss(params, batch, rng, train)  -> (scalar loss, {name: scalar} aux metrics); pure and jit-able
+  adapt_loaded_params(loaded)    config.init_from: a checkpoint's params (videomae_jax.convert.params_io) -> ours
+  for_flop_count()               the same task with unrolled layers and model work only (one FLOP counter)
+  check_batch_size(b, devices)   fail before compiling when a batch cannot be split over the devices
+and two class attributes:
+  input_mode    which input pipeline feeds it (videomae_jax.data.pipeline.make_dataset mode)
+  params_kind   the layout of its parameters for conversion and init_from ('pretrain' | 'classifier')
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Dict, Tuple
+
+import jax
+
+from videomae_jax.errors import ConfigError
+from videomae_jax.models.variants import ModelSpec
+
+Batch = Dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  spec: ModelSpec
+
+  input_mode: ClassVar[str] = "pretrain"
+  params_kind: ClassVar[str] = ""
+
+  @classmethod
+  def from_config(cls, config: Any) -> "Task":
+    raise NotImplementedError
+
+  def init_params(self, rng: jax.Array) -> Any:
+    raise NotImplementedError
+
+  def abstract_batch(self, batch_size: int, sharding=None) -> Dict[str, jax.ShapeDtypeStruct]:
+    raise NotImplementedError
+
+  def loss(self, params: Any, batch: Batch, rng: jax.Array, train: bool = True) -> Tuple[jax.Array, Dict]:
+    raise NotImplementedError
+
+  def adapt_loaded_params(self, loaded: Any, seed: int = 0) -> Dict[str, Any]:
+    """Per-layer params for this task from a params_io.LoadedParams; by default they must be of our kind."""
+    if loaded.kind != self.params_kind:
+      raise ConfigError(f"config.init_from={loaded.path!r} holds {loaded.kind} parameters; this task needs "
+                        f"{self.params_kind} parameters.")
+    return loaded.params
+
+  def for_flop_count(self) -> "Task":
+    """This task as its model FLOPs are counted: layers unrolled (XLA counts a scanned body once) and no
+    rematerialization (recomputation is hardware work, not model work; MFU excludes it)."""
+    return dataclasses.replace(self, spec=dataclasses.replace(self.spec, scan_layers=False, remat_policy="none"))
+
+  def check_batch_size(self, batch_size: int, num_devices: int) -> None:
+    """Every array of the batch is split over all devices along its first axis."""
+    if batch_size % num_devices:
+      raise ConfigError(f"config.batch_size={batch_size} is not divisible by the {num_devices} devices of the "
+                        f"mesh; use a multiple of {num_devices}.")
+    for name, array in self.abstract_batch(batch_size).items():
+      if array.shape[0] % num_devices:
+        raise ConfigError(f"the batch's '{name}' has {array.shape[0]} rows per step, which the {num_devices} "
+                          f"devices cannot split evenly; change config.batch_size.")
