@@ -142,7 +142,7 @@ def _read_manifest(path: str) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# One video (runs in a worker process).
+# One video: the record-making function (build_shards runs it in its worker processes).
 # ------------------------------------------------------------------------------------------------------------
 
 
