@@ -3,9 +3,9 @@ r"""Input pipeline throughput per worker: pretraining clips vs decoding the same
   python -m benchmarks.input_pipeline                       # ~1-2 min on 2 cores, prints a markdown table
   python -m benchmarks.input_pipeline --num_videos=16 --num_clips=64 --rounds=5   # steadier numbers
 
-It makes its own videos (no downloads): synthetic moving-object clips (data_prep.make_demo's renderer) at
+It makes its own videos (no downloads): synthetic moving-object clips (videomae_jax.data.demo's renderer) at
 --height x --width (default 320 x 428, i.e. what build_shards stores for 4:3 sources at --short_side=320),
---frames_per_video frames at 30 fps, then builds MP4 and JPEG shards of them with data_prep.build_shards.
+--frames_per_video frames at 30 fps, then builds MP4 and JPEG shards of them with videomae_jax.data.shard_builder.
 
 For each (format, decoder, crops) it measures, in this one process with one thread (= one grain worker):
   decode only   `decoding.decode_clip` of a random 16-frame clip at stride 4 (the frames the pipeline decodes),
@@ -60,14 +60,14 @@ def render_realistic(rng: np.random.Generator, num_frames: int, height: int, wid
   320p this gives roughly 4-8 KB per frame in our shards (Kinetics at 320p is of that order), where the
   smooth demo videos give ~1 KB.
   """
-  from data_prep import make_demo  # pylint: disable=import-outside-toplevel
+  from videomae_jax.data import demo  # pylint: disable=import-outside-toplevel
   pan = rng.uniform(-2, 2, size=2)
   margin = int(np.ceil(np.abs(pan).max() * num_frames)) + 1
-  texture = make_demo._smooth_texture  # pylint: disable=protected-access
+  texture = demo._smooth_texture  # pylint: disable=protected-access
   coarse = texture(rng, height + 2 * margin, width + 2 * margin, cells=48)
   detail = rng.normal(0, 12, size=coarse.shape[:2] + (1,))
   background = np.clip(coarse + detail, 0, 255)
-  foreground = make_demo.render_video(rng, "right", num_frames=num_frames, size=height, width=width, cells=2)
+  foreground = demo.render_video(rng, "right", num_frames=num_frames, size=height, width=width, cells=2)
   frames = np.empty((num_frames, height, width, 3), np.uint8)
   for t in range(num_frames):
     y, x = (margin + np.round(pan * t)).astype(int)
@@ -137,7 +137,7 @@ def _force_resize_backend(name: str) -> None:
 
 
 def run(workdir: str) -> list[dict]:
-  from data_prep import build_shards  # pylint: disable=import-outside-toplevel
+  from videomae_jax.data import shard_builder  # pylint: disable=import-outside-toplevel
   from videomae_jax.data import decoding, pipeline, shards, transforms  # pylint: disable=import-outside-toplevel
   video_dir = os.path.join(workdir, "videos")
   print(f"Making {FLAGS.num_videos} videos of {FLAGS.frames_per_video} frames at {FLAGS.height}x{FLAGS.width} "
@@ -146,8 +146,8 @@ def run(workdir: str) -> list[dict]:
   rows = []
   for video_format in FLAGS.formats:
     shard_dir = os.path.join(workdir, f"shards_{video_format}")
-    build_shards.build_shards(video_dir, shard_dir, "bench", num_workers=0, short_side=FLAGS.height,
-                              video_format=video_format, progress=False)
+    shard_builder.build_shards(video_dir, shard_dir, "bench", num_workers=0, short_side=FLAGS.height,
+                               video_format=video_format, progress=False)
     records = shards.read_all_records(shard_dir)
     record_bytes = [len(shards.serialize_record(r)) for r in records]
     decoders = FLAGS.decoders if video_format == "mp4" else ["pil"]

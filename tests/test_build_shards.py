@@ -1,4 +1,5 @@
-"""data_prep.build_shards: bad files skipped with reasons, timeouts, crash recovery, resumable and deterministic."""
+"""videomae_jax.data.shard_builder and `python -m data_prep.build_shards`: bad files skipped with reasons,
+timeouts, crash recovery, resumable and deterministic."""
 import glob
 import json
 import os
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from data_prep import build_shards
+from videomae_jax.data import shard_builder
 from videomae_jax.data import shards
 from videomae_jax.data import testing
 
@@ -45,7 +46,7 @@ def reference_build(inputs, tmp_path_factory):
   """One uninterrupted in-process build (no worker processes), the reference for byte comparisons."""
   folder, _ = inputs
   out = str(tmp_path_factory.mktemp("reference"))
-  description = build_shards.build_shards(folder, out, "pets", num_workers=0, videos_per_shard=2, progress=False)
+  description = shard_builder.build_shards(folder, out, "pets", num_workers=0, videos_per_shard=2, progress=False)
   return out, description
 
 
@@ -73,7 +74,7 @@ def test_cli_skips_bad_files_with_reasons_and_keeps_good_ones(inputs, tmp_path):
 def test_same_inputs_give_identical_shards_with_and_without_workers(inputs, reference_build, tmp_path):
   folder, _ = inputs
   reference, _ = reference_build
-  build_shards.build_shards(folder, str(tmp_path), "pets", num_workers=2, videos_per_shard=2, progress=False)
+  shard_builder.build_shards(folder, str(tmp_path), "pets", num_workers=2, videos_per_shard=2, progress=False)
   expected = _shard_bytes(reference)
   assert len(expected) == 4  # 8 inputs, 2 per shard.
   assert _shard_bytes(str(tmp_path)) == expected
@@ -81,12 +82,26 @@ def test_same_inputs_give_identical_shards_with_and_without_workers(inputs, refe
           json.load(open(os.path.join(reference, "dataset.json")))["shards"])
 
 
+def test_video_file_record_is_the_record_the_build_stores(inputs, reference_build):
+  """Any other driver of the build (a Beam pipeline, the pictures code) makes records with this one function."""
+  folder, _ = inputs
+  reference, _ = reference_build
+  stored = {r["path"]: r for r in shards.read_all_records(reference)}
+  record = shard_builder.video_file_record(os.path.join(folder, GOOD[2]), source_name="pets", label=1,
+                                           label_name="dogs", record_path=GOOD[2])
+  assert shards.serialize_record(record) == shards.serialize_record(stored[GOOD[2]])
+  unlabeled = shard_builder.video_file_record(os.path.join(folder, GOOD[0]), source_name="pictures", short_side=0)
+  assert (unlabeled["label"], unlabeled["label_name"], unlabeled["source"]) == (-1, "", "pictures")
+  assert unlabeled["path"] == os.path.join(folder, GOOD[0]) and unlabeled["num_frames"] == 10
+  assert (unlabeled["height"], unlabeled["width"]) == (32, 48)  # short_side=0 keeps the size
+
+
 def test_killed_build_resumes_to_identical_shards(inputs, reference_build, tmp_path):
   folder, _ = inputs
   reference, _ = reference_build
   args = [f"--input={folder}", f"--output_dir={tmp_path}", "--source_name=pets", "--num_workers=1",
           "--videos_per_shard=2"]
-  process = _run_cli(args, env_extra={build_shards.ENV_TEST_SLOW: "0.4"}, start_new_session=True)
+  process = _run_cli(args, env_extra={shard_builder.ENV_TEST_SLOW: "0.4"}, start_new_session=True)
   deadline = time.time() + 90
   while not glob.glob(f"{tmp_path}/*.array_record") and time.time() < deadline:
     time.sleep(0.05)
@@ -107,10 +122,10 @@ def test_killed_build_resumes_to_identical_shards(inputs, reference_build, tmp_p
 def test_hung_decoder_is_killed_and_the_rest_is_built(tmp_path, monkeypatch):
   folder = tmp_path / "videos"
   _make_inputs(str(folder), with_bad=False)
-  monkeypatch.setenv(build_shards.ENV_TEST_HANG, "good_1.mp4")
+  monkeypatch.setenv(shard_builder.ENV_TEST_HANG, "good_1.mp4")
   start = time.time()
-  description = build_shards.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=2,
-                                          timeout_s=3, progress=False)
+  description = shard_builder.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=2,
+                                           timeout_s=3, progress=False)
   assert time.time() - start < 60
   assert description["num_records"] == len(GOOD) - 1
   assert [f["path"] for f in description["failures"]] == ["cats/good_1.mp4"]
@@ -120,9 +135,9 @@ def test_hung_decoder_is_killed_and_the_rest_is_built(tmp_path, monkeypatch):
 def test_crashing_decoder_is_listed_and_replaced(tmp_path, monkeypatch):
   folder = tmp_path / "videos"
   _make_inputs(str(folder), with_bad=False)
-  monkeypatch.setenv(build_shards.ENV_TEST_CRASH, "good_2.mp4")
-  description = build_shards.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=1,
-                                          timeout_s=60, progress=False)
+  monkeypatch.setenv(shard_builder.ENV_TEST_CRASH, "good_2.mp4")
+  description = shard_builder.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=1,
+                                           timeout_s=60, progress=False)
   assert description["num_records"] == len(GOOD) - 1
   assert description["failures"][0]["path"] == "dogs/good_2.mp4"
   assert "crashed" in description["failures"][0]["reason"]
@@ -135,8 +150,8 @@ def test_manifests_csv_and_jsonl_with_label_names(tmp_path):
   csv_path.write_text("path,label\n" + "".join(f"{p},{p.split('/')[0]}\n" for p in GOOD[:3]))
   labels_file = tmp_path / "names.txt"
   labels_file.write_text("dogs\ncats\nbirds\n")
-  description = build_shards.build_shards(str(csv_path), str(tmp_path / "csv"), "pets", num_workers=0,
-                                          label_names=["dogs", "cats", "birds"], progress=False)
+  description = shard_builder.build_shards(str(csv_path), str(tmp_path / "csv"), "pets", num_workers=0,
+                                           label_names=["dogs", "cats", "birds"], progress=False)
   assert description["labels"] == ["dogs", "cats", "birds"]
   records = shards.read_all_records(str(tmp_path / "csv"))
   assert {r["path"]: (r["label"], r["label_name"]) for r in records} == {
@@ -144,8 +159,8 @@ def test_manifests_csv_and_jsonl_with_label_names(tmp_path):
 
   jsonl_path = folder / "list.jsonl"
   jsonl_path.write_text("".join(json.dumps(dict(path=p, label=i % 3)) + "\n" for i, p in enumerate(GOOD)))
-  description = build_shards.build_shards(str(jsonl_path), str(tmp_path / "jsonl"), "pets", num_workers=0,
-                                          video_format="jpeg", progress=False)
+  description = shard_builder.build_shards(str(jsonl_path), str(tmp_path / "jsonl"), "pets", num_workers=0,
+                                           video_format="jpeg", progress=False)
   assert description["labels"] is None
   records = shards.read_all_records(str(tmp_path / "jsonl"))
   assert [r["label"] for r in records] == [0, 1, 2, 0]
@@ -156,15 +171,15 @@ def test_unknown_label_stops_before_decoding(tmp_path):
   folder = tmp_path / "videos"
   _make_inputs(str(folder), with_bad=False)
   with pytest.raises(ValueError, match="not in --label_names"):
-    build_shards.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=0,
-                              label_names=["cats"], progress=False)
+    shard_builder.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=0,
+                               label_names=["cats"], progress=False)
   assert not os.path.exists(tmp_path / "out" / "dataset.json")
 
 
 def test_short_side_resize_keeps_even_sizes(tmp_path):
   testing.write_good_video(str(tmp_path / "v" / "a.mp4"), height=40, width=62)
-  build_shards.build_shards(str(tmp_path / "v"), str(tmp_path / "out"), "s", num_workers=0, short_side=21,
-                            progress=False)
+  shard_builder.build_shards(str(tmp_path / "v"), str(tmp_path / "out"), "s", num_workers=0, short_side=21,
+                             progress=False)
   (record,) = shards.read_all_records(str(tmp_path / "out"))
   assert (record["height"], record["width"]) == (22, 32)  # 40x62 * 21/40, rounded to even
   assert record["label"] == -1 and record["source"] == "s"
@@ -176,8 +191,8 @@ def test_description_lists_frame_sizes_and_upgrades_old_sidecars(tmp_path):
   testing.write_good_video(str(tmp_path / "v" / "a.mp4"), height=40, width=62)
   testing.write_good_video(str(tmp_path / "v" / "b.mp4"), height=62, width=40, seed=1)
   out = tmp_path / "out"
-  description = build_shards.build_shards(str(tmp_path / "v"), str(out), "s", num_workers=0, short_side=0,
-                                          videos_per_shard=1, progress=False)
+  description = shard_builder.build_shards(str(tmp_path / "v"), str(out), "s", num_workers=0, short_side=0,
+                                           videos_per_shard=1, progress=False)
   assert description["frame_sizes"] == {"40x62": 1, "62x40": 1}
   assert description["max_frame_size"] == [62, 62]
   before = _shard_bytes(out)
@@ -187,6 +202,6 @@ def test_description_lists_frame_sizes_and_upgrades_old_sidecars(tmp_path):
     del sidecar["frame_sizes"]
     with open(sidecar_path, "w", encoding="utf-8") as f:
       json.dump(sidecar, f)
-  again = build_shards.build_shards(str(tmp_path / "v"), str(out), "s", num_workers=0, short_side=0,
-                                    videos_per_shard=1, progress=False)
+  again = shard_builder.build_shards(str(tmp_path / "v"), str(out), "s", num_workers=0, short_side=0,
+                                     videos_per_shard=1, progress=False)
   assert again == description and _shard_bytes(out) == before

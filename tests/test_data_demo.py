@@ -1,4 +1,4 @@
-"""data_prep.make_demo: small, deterministic, labeled by motion only."""
+"""videomae_jax.data.demo (`python -m data_prep.make_demo`): small, deterministic, labeled by motion only."""
 import json
 import os
 import time
@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from data_prep import make_demo
 from videomae_jax.data import decoding
+from videomae_jax.data import demo
 from videomae_jax.data import shards
 
 
@@ -22,11 +22,11 @@ def _shift_between(frame_a, frame_b, background):
 
 def test_demo_videos_are_small_quick_deterministic_and_move_by_class(tmp_path):
   start = time.time()
-  paths = make_demo.make_demo_dataset(str(tmp_path / "a"), num_videos_per_class=2)
+  paths = demo.make_demo_dataset(str(tmp_path / "a"), num_videos_per_class=2)
   assert time.time() - start < 30
-  assert len(paths) == 8 and sorted(os.listdir(tmp_path / "a")) == sorted(make_demo.CLASSES)
+  assert len(paths) == 8 and sorted(os.listdir(tmp_path / "a")) == sorted(demo.CLASSES)
   assert sum(os.path.getsize(p) for p in paths) < 200_000
-  again = make_demo.make_demo_dataset(str(tmp_path / "b"), num_videos_per_class=2)
+  again = demo.make_demo_dataset(str(tmp_path / "b"), num_videos_per_class=2)
   assert [open(p, "rb").read() for p in paths] == [open(p, "rb").read() for p in again]
   expected = {"down": (1, 0), "left": (0, -1), "right": (0, 1), "up": (-1, 0)}
   for path in paths:
@@ -40,44 +40,44 @@ def test_demo_videos_are_small_quick_deterministic_and_move_by_class(tmp_path):
 
 def test_single_frames_do_not_reveal_the_class():
   # The object moves on a torus from a uniform start: its position in one frame is uniform for every class.
-  positions = {name: [] for name in make_demo.CLASSES}
-  for name in make_demo.CLASSES:
+  positions = {name: [] for name in demo.CLASSES}
+  for name in demo.CLASSES:
     for seed in range(40):
-      frames = make_demo.render_video(np.random.default_rng(seed), name, num_frames=8, size=32)
+      frames = demo.render_video(np.random.default_rng(seed), name, num_frames=8, size=32)
       background = np.median(frames, axis=0)
       ys, xs = np.nonzero(np.abs(frames[4].astype(int) - background).sum(-1) > 60)
       if len(ys):
         positions[name].append((ys.mean(), xs.mean()))
-  means = np.array([np.mean(positions[name], axis=0) for name in make_demo.CLASSES])
+  means = np.array([np.mean(positions[name], axis=0) for name in demo.CLASSES])
   assert np.abs(means - means.mean(axis=0)).max() < 5
 
 
 def test_build_demo_shards_in_process_reuses_only_what_it_was_asked_for(tmp_path):
   args = dict(num_videos_per_class=1, num_frames=8, size=32)
-  shard_dir = make_demo.build_demo_shards(str(tmp_path), **args)
+  shard_dir = demo.build_demo_shards(str(tmp_path), **args)
   description = shards.read_description(shard_dir)
-  assert description["num_records"] == 4 and description["labels"] == sorted(make_demo.CLASSES)
+  assert description["num_records"] == 4 and description["labels"] == sorted(demo.CLASSES)
   mtime = os.path.getmtime(os.path.join(shard_dir, shards.DESCRIPTION_FILE))
-  assert make_demo.build_demo_shards(str(tmp_path), **args) == shard_dir  # the same request reuses the shards
+  assert demo.build_demo_shards(str(tmp_path), **args) == shard_dir  # the same request reuses the shards
   assert os.path.getmtime(os.path.join(shard_dir, shards.DESCRIPTION_FILE)) == mtime
   with pytest.raises(ValueError, match="Delete .* to rebuild it"):  # another request is refused, nothing deleted
-    make_demo.build_demo_shards(str(tmp_path), **dict(args, seed=5))
+    demo.build_demo_shards(str(tmp_path), **dict(args, seed=5))
   assert shards.read_description(shard_dir)["num_records"] == 4
-  os.remove(os.path.join(tmp_path, make_demo.DEMO_FILE))  # shards from before demo.json existed: refused too
+  os.remove(os.path.join(tmp_path, demo.DEMO_FILE))  # shards from before demo.json existed: refused too
   with pytest.raises(ValueError, match="older version of make_demo"):
-    make_demo.build_demo_shards(str(tmp_path), **args)
+    demo.build_demo_shards(str(tmp_path), **args)
 
 
 def test_build_demo_shards_finishes_a_build_killed_midway(tmp_path):
   args = dict(num_videos_per_class=1, num_frames=8, size=32)
-  reference = make_demo.build_demo_shards(str(tmp_path / "whole"), **args)
+  reference = demo.build_demo_shards(str(tmp_path / "whole"), **args)
   # Killed after demo.json and some videos were written, before the shards: the next call finishes the build.
   os.makedirs(tmp_path / "killed")
-  with open(tmp_path / "killed" / make_demo.DEMO_FILE, "w") as f:
-    json.dump(dict(renderer_version=make_demo.RENDERER_VERSION, video_format="mp4", seed=0, **args), f)
-  make_demo.make_demo_dataset(str(tmp_path / "killed" / "videos"), classes=("down",), num_videos_per_class=1,
-                              num_frames=8, size=32)
-  finished = make_demo.build_demo_shards(str(tmp_path / "killed"), **args)
+  with open(tmp_path / "killed" / demo.DEMO_FILE, "w") as f:
+    json.dump(dict(renderer_version=demo.RENDERER_VERSION, video_format="mp4", seed=0, **args), f)
+  demo.make_demo_dataset(str(tmp_path / "killed" / "videos"), classes=("down",), num_videos_per_class=1,
+                         num_frames=8, size=32)
+  finished = demo.build_demo_shards(str(tmp_path / "killed"), **args)
   assert shards.read_description(finished)["num_records"] == 4
   for name in sorted(os.listdir(reference)):
     if name.endswith(".array_record"):

@@ -5,16 +5,16 @@ import jax
 import numpy as np
 import pytest
 
-from data_prep import make_demo
 from videomae_jax import default_config
+from videomae_jax.data import demo
 from videomae_jax.data import pipeline
 from videomae_jax.data import transforms
 
 
 @pytest.fixture(scope="module")
 def demo_shards(tmp_path_factory):
-  return make_demo.build_demo_shards(str(tmp_path_factory.mktemp("demo")), num_videos_per_class=3,
-                                     num_frames=20, size=64)
+  return demo.build_demo_shards(str(tmp_path_factory.mktemp("demo")), num_videos_per_class=3, num_frames=20,
+                                size=64)
 
 
 def _config(path, *, batch_size=8, repeated_aug=4, num_frames=8, image_size=32, sources=None,

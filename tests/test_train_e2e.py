@@ -17,9 +17,9 @@ CONFIG = os.path.join(ROOT, "tests", "configs", "tiny_pretrain.py")
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
-  from data_prep import make_demo
+  from videomae_jax.data import demo
   path = str(tmp_path_factory.mktemp("demo"))
-  make_demo.build_demo_shards(path, num_videos_per_class=4, num_frames=24, size=48)
+  demo.build_demo_shards(path, num_videos_per_class=4, num_frames=24, size=48)
   return path
 
 

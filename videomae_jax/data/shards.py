@@ -1,6 +1,7 @@
 """The video shard format: ArrayRecord files of msgpack records, described by a `dataset.json`.
 
-A shard folder (what `data_prep.build_shards` writes and `config.data.sources[i].path` points at):
+A shard folder (what shard_builder.build_shards, i.e. `python -m data_prep.build_shards`, writes and
+`config.data.sources[i].path` points at):
 
   dataset.json                                 description: counts, labels, shard list, failures (below)
   {name}-{i:05d}-of-{n:05d}.array_record        ArrayRecord, one record per video, group_size 1, uncompressed

@@ -1,4 +1,4 @@
-"""Tiny video files for tests: good ones, and each kind of bad file data_prep must survive."""
+"""Tiny video files for tests: good ones, and each kind of bad file the shard builder must survive."""
 from __future__ import annotations
 
 import os

@@ -7,6 +7,9 @@ worker in place of one that was killed or died.
 
 Workers are started with 'spawn': the parent may run threads (tqdm) and decoders keep global state, neither of
 which survives fork well. If the parent is killed, the workers see their pipe close and exit.
+
+shard_builder.build_shards runs one decode-and-encode task per input video here (hence "decoding" in the
+failure reasons).
 """
 from __future__ import annotations
 
