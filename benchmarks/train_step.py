@@ -7,8 +7,9 @@ Runs the real train step (masking, model, loss, AdamW update) on synthetic uint8
 a step does not depend on the content), data-parallel over all local devices. With crops on the device (the
 pretraining default, config.data.crop_on_device) the step also cuts the views from canvas clips (random
 MultiScaleCrop boxes; the canvas is the shards' max frame size, else 320x568), so batch sizes must be multiples of
-repeated_aug x devices; --config.data.crop_on_device=False times the step on ready views. FLOPs are model FLOPs from XLA's cost
-analysis of the unrolled step (`videomae_jax.inspect.train_step_flops_per_clip`); MFU divides by the device's peak
+repeated_aug x devices; --config.data.crop_on_device=False times the step on ready views. The step is the trainer's
+own (`videomae_jax.train_step.build`: sharding rules, FLOPs and compiled memory as in training); FLOPs are model
+FLOPs from XLA's cost analysis of the unrolled step; MFU divides by the device's peak
 from `videomae_jax.hardware` (none on CPU). Peak memory is the device allocator's peak where it reports one (GPU,
 TPU), else XLA's memory analysis of the compiled step. A batch that does not fit is reported as OOM and the sweep
 stops there.
@@ -29,7 +30,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from videomae_jax import analysis, hardware, optim, sharding, steps  # noqa: E402
+from videomae_jax import hardware, resolve, train_step  # noqa: E402
+from videomae_jax.data import transforms  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _BATCH_SIZES = flags.DEFINE_string("batch_sizes", "", "Comma-separated global batch sizes (default: 1 per device).")
@@ -37,80 +39,63 @@ _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per batch size (after one
 _JSON = flags.DEFINE_string("json", "", "Also write the rows to this JSON file.")
 
 
-def _peak_memory(device, compiled) -> tuple[int, str]:
+def _peak_memory(device, step) -> tuple[int, str]:
   stats = device.memory_stats() if hasattr(device, "memory_stats") else None
   if stats and "peak_bytes_in_use" in stats:
     return int(stats["peak_bytes_in_use"]), "allocator"
-  memory = compiled.memory_analysis()
-  if memory is None:
+  if not step.memory:
     return 0, "unknown"
-  return int(memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
-             - memory.alias_size_in_bytes), "xla"
+  return step.memory["per_device_bytes"], "xla"
 
 
 def benchmark(config, batch_size: int, num_steps: int) -> dict:
-  from videomae_jax import train
-  task = train.build_task(config)
-  mesh = sharding.make_mesh({"data": -1, "fsdp": config.mesh.get("fsdp", 1)})
-  devices = mesh.devices.size
-  if batch_size % devices:
-    raise ValueError(f"batch size {batch_size} is not divisible by the {devices} devices")
-  repeats = getattr(task, "crops_per_clip", 0)
-  if repeats and batch_size % (repeats * devices):
-    raise ValueError(f"batch size {batch_size}: crops on the device need a multiple of repeated_aug x devices = "
-                     f"{repeats * devices}, or --config.data.crop_on_device=False")
-  abstract_params = jax.eval_shape(task.init_params, jax.random.key(0))
-  optimizer, schedule = optim.make_optimizer(config.optimizer, abstract_params, batch_size=batch_size,
-                                             warmup_steps=1, total_steps=1000, depth=task.spec.depth)
-  abstract_state = jax.eval_shape(lambda: steps.init_train_state(task, optimizer, 0))
-  state_sh = sharding.state_shardings(abstract_state, mesh)
-  batch_sh = sharding.batch_sharding(mesh)
-  abstract_batch = task.abstract_batch(batch_size, batch_sh)
-  step_fn = jax.jit(steps.make_train_step(task, optimizer, schedule),
-                    in_shardings=(state_sh, jax.tree.map(lambda _: batch_sh, abstract_batch)),
-                    out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
-  start = time.perf_counter()
-  compiled = step_fn.lower(jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                        abstract_state, state_sh), abstract_batch).compile()
-  compile_seconds = time.perf_counter() - start
-  state = jax.jit(lambda: steps.init_train_state(task, optimizer, 0), out_shardings=state_sh)()
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.batch_size = batch_size
+  step = train_step.build(config)  # The trainer's own compiled step: same shardings, FLOPs and memory.
+  task, devices = step.task, step.mesh.devices.size
+  state = step.init_state(0)
   rng = np.random.default_rng(0)
-  batch = {key: jax.device_put(_synthetic(key, spec, abstract_batch, config, rng), batch_sh)
-           for key, spec in abstract_batch.items()}
-  state, metrics = compiled(state, batch)  # warm-up
+  batch = {key: jax.device_put(_synthetic(key, spec, step.abstract_batch, config, rng), step.batch_sharding)
+           for key, spec in step.abstract_batch.items()}
+  state, metrics = step(state, batch)  # warm-up
   jax.block_until_ready(metrics)
   start = time.perf_counter()
   for _ in range(num_steps):
-    state, metrics = compiled(state, batch)
+    state, metrics = step(state, batch)
   jax.block_until_ready((state, metrics))
   seconds = (time.perf_counter() - start) / num_steps
-  flops_per_clip = analysis.train_step_flops_per_clip(config)
   device = jax.devices()[0]
   peak = hardware.peak_flops_per_second(device.device_kind)
-  tflops = flops_per_clip * batch_size / devices / seconds / 1e12
-  memory, memory_source = _peak_memory(device, compiled)
+  tflops = step.flops_per_clip * batch_size / devices / seconds / 1e12
+  memory, memory_source = _peak_memory(device, step)
+  repeats = step.abstract_batch["crops"].shape[1] if "crops" in step.abstract_batch else 0
+  masking = (f"{config.masking.encoder}+{config.masking.decoder}" if task.params_kind == "pretrain" else
+             f"keep {config.masking.finetune_keep_ratio}")
   return {
-      "device": device.device_kind, "devices": devices, "variant": config.model.variant,
-      "masking": f"{config.masking.encoder}+{config.masking.decoder}", "dtype": config.model.compute_dtype,
+      "device": device.device_kind, "devices": devices, "variant": config.model.variant, "task": config.task,
+      "masking": masking, "dtype": config.model.compute_dtype,
       "attention": config.model.attention_impl, "remat": config.model.remat_policy,
       "scan": bool(config.model.scan_layers), "batch_size": batch_size,
       "step_seconds": seconds, "clips_per_second_per_device": batch_size / devices / seconds,
       "tflops_per_second_per_device": tflops, "mfu": (tflops * 1e12 / peak) if peak else None,
       "peak_memory_gib": memory / 1024 ** 3, "memory_source": memory_source,
-      "compile_seconds": compile_seconds, "loss": float(metrics["train/loss"]),
-      "crops": (f"device, {repeats} per clip, canvas {abstract_batch['video'].shape[2]}x"
-                f"{abstract_batch['video'].shape[3]}") if repeats else "host (ready views)",
+      "flops_per_clip": step.flops_per_clip, "compiled_memory_bytes": step.memory.get("per_device_bytes", 0),
+      "compile_seconds": step.compile_seconds, "loss": float(metrics["train/loss"]),
+      "crops": (f"device, {repeats} per clip, canvas {step.abstract_batch['video'].shape[2]}x"
+                f"{step.abstract_batch['video'].shape[3]}") if repeats else "host (ready views)",
   }
 
 
 def _synthetic(key, spec, abstract_batch, config, rng) -> np.ndarray:
-  """Random pixels; for 'crops', real MultiScaleCrop boxes inside the canvas (the step's gathers need them)."""
+  """Random pixels and labels; for 'crops', real MultiScaleCrop boxes inside the canvas (the step gathers them)."""
   if key == "crops":
-    from videomae_jax.data import transforms  # pylint: disable=import-outside-toplevel
     height, width = abstract_batch["video"].shape[2:4]
     clips, repeats, _ = spec.shape
     return np.array([[(*transforms.multiscale_crop_box(height, width, rng, output_size=config.model.image_size), 0)
                       for _ in range(repeats)] for _ in range(clips)], np.int32)
+  if key == "label":
+    return rng.integers(0, max(1, config.model.num_classes), spec.shape).astype(spec.dtype)
   if spec.dtype == jnp.uint8:
     return rng.integers(0, 255, spec.shape, dtype=np.uint8)
   return np.zeros(spec.shape, spec.dtype)
@@ -134,9 +119,9 @@ def format_table(rows: list) -> str:
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  if config is None:
+  if _CONFIG.value is None:
     raise app.UsageError("--config is required")
+  config = resolve.resolve(_CONFIG.value, for_training=False)
   sizes = [int(s) for s in _BATCH_SIZES.value.split(",") if s] or [jax.device_count()]
   rows = []
   for batch_size in sizes:

@@ -2,7 +2,7 @@ r"""Demo: fine-tune the demo pretraining (configs/demo_pretrain.py) on the 4 mot
 
   python -m videomae_jax.main --config=configs/demo_pretrain.py --workdir=runs/demo
   python -m videomae_jax.main --config=configs/demo_finetune.py --workdir=runs/demo_ft --config.init_from=runs/demo
-  python -m videomae_jax.evaluate --config=configs/demo_finetune.py --workdir=runs/demo_ft
+  python -m videomae_jax.tools.evaluate --config=configs/demo_finetune.py --workdir=runs/demo_ft
 The same budget from random initialization (the baseline): leave out --config.init_from, use another workdir.
 
 Same backbone as the demo pretraining (width 128, depth 4, 4 heads, MLP 512, patch 8, 8 frames of 32x32: 64

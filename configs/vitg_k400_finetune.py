@@ -3,15 +3,15 @@ head becomes the 400-class head by taking rows (label_710to400.json; config.head
 
   python -m videomae_jax.main --config=configs/vitg_k400_finetune.py --workdir=runs/vitg_k400 \
       --config.init_from=runs/vitg_k710 "--config.data.sources[0].path=K400_TRAIN"
-  python -m videomae_jax.evaluate --config=configs/vitg_k400_finetune.py --workdir=runs/vitg_k400 \
+  python -m videomae_jax.tools.evaluate --config=configs/vitg_k400_finetune.py --workdir=runs/vitg_k400 \
       --config.eval.path=K400_VAL
 The transferred model can also be tested before any K400 training:
-  python -m videomae_jax.label_transfer --input=runs/vitg_k710 --label_map=k400 --output=exports/vitg_k710_k400
-  python -m videomae_jax.evaluate --config=configs/vitg_k400_finetune.py --workdir=runs/vitg_k710_as_k400 \
+  python -m videomae_jax.tools.label_transfer --input=runs/vitg_k710 --label_map=k400 --output=exports/vitg_k710_k400
+  python -m videomae_jax.tools.evaluate --config=configs/vitg_k400_finetune.py --workdir=runs/vitg_k710_as_k400 \
       --params=exports/vitg_k710_k400
 
-Target (REFERENCE.md section 4): 88.5% top-1 at 16 x 224, 5 clips x 3 crops. The schedule of this short stage is
-not in REFERENCE.md: the values below (5 epochs, 1 warmup, base_lr 1e-4 at 256 clips, drop path 0.3, layer decay
+Target (VideoMAE V2 paper; docs/upstream.md section 4): 88.5% top-1 at 16 x 224, 5 clips x 3 crops. The schedule of this short stage is
+not published: the values below (5 epochs, 1 warmup, base_lr 1e-4 at 256 clips, drop path 0.3, layer decay
 0.9, the usual augmentation) are our starting point; check them against the official script before a full run.
 """
 from videomae_jax import default_config

@@ -3,11 +3,11 @@ r"""VideoMAE V2 ViT-S/16 pretraining on UnlabeledHybrid with dual masking (offic
 Run (after building the hybrid shards with data_prep/ and setting each config.data.sources[i].path):
   python -m videomae_jax.main --config=configs/vits_pretrain.py --workdir=runs/vits_pretrain
 Look at the compiled step without training:
-  python -m videomae_jax.inspect --config=configs/vits_pretrain.py
+  python -m videomae_jax.tools.inspect_config --config=configs/vits_pretrain.py
 
 Expect: 160 encoder tokens per clip (tube masking 0.9), running-cell decoder masking 0.5, batch 4096 clips per
 step counting 4 repeated augmentations, effective lr = base_lr * 4096 / 256, 1200 epochs with 120 warmup.
-Parameter counts and FLOPs are printed by `inspect` (REFERENCE.md section 1 lists the expected counts).
+Parameter counts and FLOPs are printed by `tools.inspect_config` (docs/upstream.md lists the official counts).
 """
 from videomae_jax import default_config
 

@@ -18,17 +18,13 @@ from absl import app
 from absl import flags
 
 from videomae_jax.data import demo
-# Re-exported for videomae_jax/train.py and videomae_jax/evaluate.py, which still import them from here: remove
-# once they import videomae_jax.data.demo (library modules must not depend on the data_prep programs).
-from videomae_jax.data.demo import build_demo_shards, demo_arguments  # noqa: F401  pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
-if __name__ == "__main__":
-  flags.DEFINE_string("output_dir", None, "Folder for the class sub-folders of MP4 files.")
-  flags.DEFINE_integer("num_videos_per_class", 8, "Videos per class.")
-  flags.DEFINE_integer("num_frames", 32, "Frames per video.")
-  flags.DEFINE_integer("size", 64, "Frame height and width in pixels (even).")
-  flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("output_dir", None, "Folder for the class sub-folders of MP4 files.")
+flags.DEFINE_integer("num_videos_per_class", 8, "Videos per class.")
+flags.DEFINE_integer("num_frames", 32, "Frames per video.")
+flags.DEFINE_integer("size", 64, "Frame height and width in pixels (even).")
+flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def main(argv: Sequence[str]) -> None:

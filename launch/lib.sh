@@ -42,7 +42,7 @@ run() {
 }
 
 xla_exports() {
-  PYTHONPATH="$LAUNCH_REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" -m videomae_jax.xla_flags \
+  PYTHONPATH="$LAUNCH_REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" -m videomae_jax.tools.xla_flags \
     --hardware="$1" --format=shell --merge_environment
 }
 

@@ -1,5 +1,5 @@
 """Checkpoint conversion: official VideoMAE V2 .pth round trips, key layout, error reports, file wrappers, and
-reading every checkpoint form the trainer writes (REFERENCE.md section 5)."""
+reading every checkpoint form the trainer writes (docs/upstream.md section 5)."""
 import argparse
 import dataclasses
 import json
@@ -302,20 +302,29 @@ def test_to_pytorch_cli_reads_a_workdir_and_from_pytorch_cli_reads_it_back(tmp_p
   workdir = str(tmp_path / "run")
   write_training_run(workdir, params, "pretrain", steps=(5,))
   pth = str(tmp_path / "out" / "pretrain.pth")
-  to_pytorch.main([f"--workdir={workdir}", "--format=videomaev2", f"--output={pth}"])
+  run_tool("to_pytorch", f"--workdir={workdir}", "--format=videomaev2", f"--output={pth}")
   with pytest.raises(FileExistsError):
-    to_pytorch.main([f"--workdir={workdir}", "--format=videomaev2", f"--output={pth}"])
+    to_pytorch.convert(workdir, pth, "videomaev2")
   export = str(tmp_path / "export")
-  from_pytorch.main([f"--input={pth}", f"--output={export}", "--num_heads=4", "--decoder_num_heads=2",
-                     "--num_frames=4", "--image_size=32"])
+  run_tool("from_pytorch", f"--input={pth}", f"--output={export}", "--num_heads=4", "--decoder_num_heads=2",
+           "--num_frames=4", "--image_size=32")
   loaded = params_io.load_params(export)
   assert_trees_equal(loaded.params, layer_stacking.unstack_layers(jax.tree.map(lambda x: x + 5, params)))
   # And the export converts again (to_pytorch --checkpoint accepts a params export).
   pth_again = str(tmp_path / "again.pth")
-  to_pytorch.main([f"--checkpoint={export}", "--format=videomaev2", f"--output={pth_again}"])
+  to_pytorch.convert(export, pth_again, "videomaev2")
   import torch
   first, second = (torch.load(p, weights_only=True)["model"] for p in (pth, pth_again))
   assert sorted(first) == sorted(second) and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def run_tool(name, *flags):
+  """Runs `python -m videomae_jax.tools.NAME` (the programs users run) and checks its exit status."""
+  result = subprocess.run([sys.executable, "-m", f"videomae_jax.tools.{name}", *flags], capture_output=True,
+                          text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert result.returncode == 0, result.stderr[-2000:]
+  return result
 
 
 def test_non_convert_modules_do_not_import_torch_and_convert_says_how_to_install_it():

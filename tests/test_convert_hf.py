@@ -119,8 +119,8 @@ def test_hf_folder_has_the_expected_config(tmp_path):
 def test_to_pytorch_hf_then_from_pytorch_is_bitwise(tmp_path, kind):
   spec, params = small_spec_and_params(kind, seed=3)
   export = params_io.save_params_export(str(tmp_path / "export"), params, kind, SMALL_MODEL)
-  to_pytorch.main([f"--checkpoint={export}", "--format=hf", f"--output={tmp_path / 'hf'}"])
-  from_pytorch.main([f"--input={tmp_path / 'hf'}", f"--output={tmp_path / 'back'}"])
+  to_pytorch.convert(export, str(tmp_path / "hf"), "hf")
+  from_pytorch.convert(str(tmp_path / "hf"), str(tmp_path / "back"))
   loaded = params_io.load_params(str(tmp_path / "back"))
   assert loaded.kind == kind and loaded.model_config["num_heads"] == 4
   assert_trees_equal(loaded.params, params)

@@ -28,6 +28,10 @@ def test_demo_pretrain_finetune_evaluate(tmp_path):
   with open(os.path.join(data, "pretrain", "demo.json")) as f:
     assert json.load(f)["seed"] == 0
   assert os.path.exists(os.path.join(pretrain, "checkpoints", "4"))
+  # config.json is the config that ran: the demo's shard folder and the canvas read from its shards filled in.
+  ran = json.load(open(os.path.join(pretrain, "config.json")))
+  assert ran["data"]["sources"][0]["path"] == os.path.join(data, "pretrain", "shards")
+  assert ran["data"]["crop_canvas"] == [64, 64] and ran["data"]["crop_on_device"]
   assert os.path.exists(os.path.join(pretrain, "reconstruction.png"))
   common = [f"--config.data.demo_dir={data}/labeled", f"--config.eval.demo_dir={data}/test",
             "--config.data.demo_videos_per_class=1", "--config.eval.demo_videos_per_class=2"]
@@ -35,7 +39,9 @@ def test_demo_pretrain_finetune_evaluate(tmp_path):
              "--config.num_train_steps=4", "--config.checkpoint_every_steps=4", "--config.log_every_steps=2",
              "--compilation_cache_dir=")
   assert "parameter arrays from config.init_from=" in out.stderr
-  _run("videomae_jax.evaluate", "demo_finetune.py", finetune, *common)
+  ran = json.load(open(os.path.join(finetune, "config.json")))
+  assert ran["task"] == "classify" and ran["eval"]["path"] == os.path.join(data, "test", "shards")
+  _run("videomae_jax.tools.evaluate", "demo_finetune.py", finetune, *common)
   with open(os.path.join(finetune, "eval_results.json")) as f:
     results = json.load(f)
   assert results["num_videos"] == 8 and results["views"] == 2  # 2 test videos per class x 4, 2 clips x 1 crop

@@ -4,10 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videomae_jax import default_config, finetune, motion, optim, steps
+from videomae_jax import analysis, default_config, motion, optim, train_step
 from videomae_jax.convert import params_io
 from videomae_jax.models import VideoClassifier, VideoMAEPretrainModel, layer_stacking, model_spec_from_config
 from videomae_jax.errors import ConfigError
+from videomae_jax.normalization import normalize
+from videomae_jax.tasks.classify import ClassificationTask
 
 TINY = dict(variant="custom", width=32, depth=2, num_heads=2, mlp_dim=64, patch_size=8, num_frames=4,
             image_size=16, compute_dtype="float32", decoder_width=16, decoder_num_heads=2, decoder_depth=1)
@@ -52,7 +54,7 @@ def test_layer_decay_scales_vit_b(scanned):
 
 def test_layer_decay_scales_the_adamw_update():
   config = tiny_config()
-  task = finetune.ClassificationTask.from_config(config)
+  task = ClassificationTask.from_config(config)
   params = random_like(jax.eval_shape(task.init_params, jax.random.key(0)))
   grads = random_like(params, seed=1)
 
@@ -73,7 +75,7 @@ def test_layer_decay_scales_the_adamw_update():
 # --- initialization from a pretraining checkpoint -----------------------------------------------------------------
 def test_pretraining_encoder_goes_into_the_classifier_without_norm():
   config = tiny_config(num_classes=7)
-  task = finetune.ClassificationTask.from_config(config)
+  task = ClassificationTask.from_config(config)
   pretrain_spec = model_spec_from_config(dict(TINY))
   video = jax.ShapeDtypeStruct((1, 4, 16, 16, 3), jnp.float32)
   index = jax.ShapeDtypeStruct((1, 2), jnp.int32)
@@ -83,7 +85,7 @@ def test_pretraining_encoder_goes_into_the_classifier_without_norm():
   loaded = params_io.LoadedParams(pretrain, "pretrain", None, path="pretrain_run")
   params = task.adapt_loaded_params(loaded, seed=3)
   target = jax.eval_shape(task.init_params, jax.random.key(0))
-  assert jax.tree.structure(params) == jax.tree.structure(target)            # what train.load_initial_params needs
+  assert jax.tree.structure(params) == jax.tree.structure(target)            # what the trainer's init_from needs
   assert jax.tree.map(np.shape, params) == jax.tree.map(lambda s: s.shape, target)
   assert "norm" in pretrain["encoder"] and "norm" not in params["encoder"]
   np.testing.assert_array_equal(params["encoder"]["blocks"]["1"]["attn"]["qkv"]["kernel"],
@@ -98,13 +100,13 @@ def test_pretraining_encoder_goes_into_the_classifier_without_norm():
 
 
 def test_fresh_head_when_class_count_differs_and_no_map():
-  task = finetune.ClassificationTask.from_config(tiny_config(num_classes=3))
-  source = random_like(jax.eval_shape(finetune.ClassificationTask.from_config(tiny_config(num_classes=9))
+  task = ClassificationTask.from_config(tiny_config(num_classes=3))
+  source = random_like(jax.eval_shape(ClassificationTask.from_config(tiny_config(num_classes=9))
                                       .init_params, jax.random.key(0)))
   params = task.adapt_loaded_params(params_io.LoadedParams(source, "classifier", None, path="other"))
   assert params["head"]["kernel"].shape == (32, 3)
   np.testing.assert_array_equal(params["fc_norm"]["scale"], source["fc_norm"]["scale"])
-  same = finetune.ClassificationTask.from_config(tiny_config(num_classes=9)).adapt_loaded_params(
+  same = ClassificationTask.from_config(tiny_config(num_classes=9)).adapt_loaded_params(
       params_io.LoadedParams(source, "classifier", None, path="same"))
   np.testing.assert_array_equal(same["head"]["kernel"], source["head"]["kernel"])
 
@@ -112,14 +114,14 @@ def test_fresh_head_when_class_count_differs_and_no_map():
 # --- MATS token keeping -------------------------------------------------------------------------------------------
 def test_mats_keeps_top_motion_tokens_and_pools_over_them():
   config = tiny_config(keep_ratio=0.6, image_size=32)   # grid 2 x 4 x 4 = 32 tokens -> keep int(0.6 * 32) = 19
-  task = finetune.ClassificationTask.from_config(config)
+  task = ClassificationTask.from_config(config)
   assert (task.plan.num_tokens, task.plan.num_finetune_tokens) == (32, 19)
   params = jax.jit(task.init_params)(jax.random.key(0))
   video = jax.random.randint(jax.random.key(1), (2, 4, 32, 32, 3), 0, 256).astype(jnp.uint8)
 
   def both(params, video):
     logits = task.logits(params, video)
-    normalized = steps.normalize_video(video)
+    normalized = normalize(video)
     scores = motion.motion_scores(task.embed_fn(params)(normalized), task.spec.grid)
     keep = motion.select_top_tokens(scores, 19)
     model = VideoClassifier(task.spec)
@@ -137,7 +139,8 @@ def test_mats_keeps_top_motion_tokens_and_pools_over_them():
 
 def test_mats_flops_ratio_vit_b():
   """ViT-B/16, 16 x 224: keeping 940 of 1568 tokens costs about 0.55x the FLOPs per view (EVEREST: 98 / 180)."""
-  report = finetune.mats_flops_report({"variant": "B"}, keep_ratio=0.6)
+  report = analysis.mats_flops_report(ClassificationTask.from_config(default_config.finetune_config("B")),
+                                     keep_ratio=0.6)
   assert (report["tokens_full"], report["tokens_mats"]) == (1568, 940)
   assert 0.5 < report["ratio"] < 0.6
   assert 3.4e11 < report["flops_full"] < 3.9e11          # ~180 G multiply-adds = ~360 G FLOPs
@@ -147,12 +150,12 @@ def test_mats_flops_ratio_vit_b():
 def test_tiny_finetune_train_step_runs_with_finite_loss():
   config = tiny_config(keep_ratio=0.6, drop_path_rate=0.1)
   config.optimizer.layer_decay = 0.75
-  task = finetune.ClassificationTask.from_config(config)
+  task = ClassificationTask.from_config(config)
   abstract = jax.eval_shape(task.init_params, jax.random.key(0))
   optimizer, schedule = optim.make_optimizer(config.optimizer, abstract, batch_size=4, warmup_steps=1,
                                              total_steps=4, depth=2)
-  state = jax.jit(lambda: steps.init_train_state(task, optimizer, 0))()
-  step = jax.jit(steps.make_train_step(task, optimizer, schedule), donate_argnums=0)
+  state = jax.jit(lambda: train_step.init_train_state(task, optimizer, 0))()
+  step = jax.jit(train_step.make_train_step(task, optimizer, schedule), donate_argnums=0)
   rng = np.random.default_rng(0)
   batch = {"video": jnp.asarray(rng.integers(0, 256, (4, 4, 16, 16, 3)), jnp.uint8),
            "label": jnp.asarray([0, 1, 2, 4], jnp.int32)}
@@ -169,12 +172,12 @@ def test_tiny_finetune_train_step_runs_with_finite_loss():
 
 def test_config_errors():
   with pytest.raises(ConfigError, match="num_classes"):
-    finetune.ClassificationTask.from_config(tiny_config(num_classes=0))
+    ClassificationTask.from_config(tiny_config(num_classes=0))
   with pytest.raises(ConfigError, match="even"):
-    finetune.ClassificationTask.from_config(tiny_config(batch_size=3))
+    ClassificationTask.from_config(tiny_config(batch_size=3))
   config = tiny_config(batch_size=3)
   config.mixup.prob = 0.0
-  assert not finetune.ClassificationTask.from_config(config).mixup.enabled
+  assert not ClassificationTask.from_config(config).mixup.enabled
   # Fine-tuning at a grid the running cell cannot use (odd H') is fine: only the keep ratio matters here.
-  task = finetune.ClassificationTask.from_config(tiny_config(image_size=24, keep_ratio=0.6))
+  task = ClassificationTask.from_config(tiny_config(image_size=24, keep_ratio=0.6))
   assert task.plan.num_tokens == 18 and task.plan.num_finetune_tokens == 10

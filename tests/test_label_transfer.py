@@ -1,13 +1,18 @@
 """K710 -> K400 head transfer by the official label map, on our params tree, on load and as a CLI."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from videomae_jax import default_config, finetune, label_transfer
+from videomae_jax import default_config, label_transfer
+from videomae_jax.tasks.classify import ClassificationTask
 from videomae_jax.convert import params_io
 from videomae_jax.data import label_maps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LABEL_DIR = label_maps.LABEL_MAP_DIR
 WIDTH = 8
@@ -61,7 +66,7 @@ def _tiny_classifier_config(num_classes):
 def test_head_label_map_applies_on_load():
   config = _tiny_classifier_config(400)
   config.head_label_map = "k400"
-  task = finetune.ClassificationTask.from_config(config)
+  task = ClassificationTask.from_config(config)
   encoder = {"patch_embed": {"proj": {"kernel": np.zeros((2, 8, 8, 3, WIDTH), np.float32)}}}
   loaded = params_io.LoadedParams(
       params={"encoder": encoder, "fc_norm": {"scale": np.full(WIDTH, 2.0, np.float32),
@@ -76,14 +81,17 @@ def test_head_label_map_applies_on_load():
 def test_cli_writes_a_400_class_export(tmp_path):
   import jax
   config = _tiny_classifier_config(710)
-  task = finetune.ClassificationTask.from_config(config)
+  task = ClassificationTask.from_config(config)
   shapes = jax.eval_shape(task.init_params, jax.random.key(0))    # tracing only: no compile
   params = jax.tree.map(lambda s: np.random.default_rng(0).normal(size=s.shape).astype(s.dtype), shapes)
   params["head"] = _k710_head()
   source = params_io.save_params_export(str(tmp_path / "k710"), params, "classifier", config.model)
   map_path = tmp_path / "map.json"
   map_path.write_text(json.dumps([709, 3, 3]))
-  label_transfer.main(["--input", source, "--label_map", str(map_path), "--output", str(tmp_path / "k3")])
+  result = subprocess.run([sys.executable, "-m", "videomae_jax.tools.label_transfer", f"--input={source}",
+                           f"--label_map={map_path}", f"--output={tmp_path / 'k3'}"], capture_output=True, text=True,
+                          cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert result.returncode == 0, result.stderr[-2000:]
   loaded = params_io.load_params(str(tmp_path / "k3"))
   assert loaded.model_config["num_classes"] == 3
   np.testing.assert_array_equal(loaded.params["head"]["bias"], [1709.0, 1003.0, 1003.0])

@@ -344,7 +344,7 @@ def test_apply_keeps_user_flags_and_returns_what_it_set():
 
 
 def test_shell_format_round_trips_through_bash():
-  script = ('eval "$(' + shlex.quote(sys.executable) + ' -m videomae_jax.xla_flags --hardware=h100 --format=shell)"'
+  script = ('eval "$(' + shlex.quote(sys.executable) + ' -m videomae_jax.tools.xla_flags --hardware=h100 --format=shell)"'
             '; printf "%s\\n" "$XLA_FLAGS" "$CUDA_DEVICE_MAX_CONNECTIONS"')
   env = {k: v for k, v in os.environ.items() if not k.startswith("XLA_")}
   out = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout

@@ -1,4 +1,4 @@
-"""The ViT family against REFERENCE.md sections 1 and 5: sizes, semantics, scan/remat/bf16 options, config errors."""
+"""The ViT family against the official VideoMAE V2 definitions (docs/upstream.md sections 1 and 5): sizes, semantics, scan/remat/bf16 options, config errors."""
 import math
 
 import flax.linen as nn
@@ -29,7 +29,7 @@ def pretrain_shapes(spec, batch=1, num_visible=8, num_decoder=16):
   return variables["params"], out
 
 
-# (variant, encoder params, pretraining total, tokens, decoder MLP hidden): REFERENCE.md section 1.
+# (variant, encoder params, pretraining total, tokens, decoder MLP hidden): docs/upstream.md section 1.
 REFERENCE_SIZES = [("S", 21.88, 24.03, 1568, 768), ("B", 86.23, 94.21, 1568, 1536),
                    ("L", 303.86, 317.78, 1568, 2048), ("H", 631.60, 645.66, 1568, 2048),
                    ("g", 1011.61, 1026.31, 2048, 2234)]

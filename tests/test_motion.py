@@ -14,7 +14,7 @@ from videomae_jax import masking, motion
 from videomae_jax.default_config import masking_config
 from videomae_jax.models.pretrain import VideoMAEPretrainModel
 from videomae_jax.models.variants import model_spec_from_config
-from videomae_jax.objective import IMAGENET_MEAN, IMAGENET_STD
+from videomae_jax.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OBJECT = 16          # object side in pixels
@@ -247,7 +247,7 @@ TINY_CLI_FLAGS = [
 
 def run_cli(args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-m", "videomae_jax.visualize"] + TINY_CLI_FLAGS + args, cwd=REPO,
+  result = subprocess.run([sys.executable, "-m", "videomae_jax.tools.visualize"] + TINY_CLI_FLAGS + args, cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-4000:]
   return result

@@ -1,4 +1,5 @@
 """Optimizer recipe pieces and the sharding rules, checked with exact values."""
+import json
 import os
 import subprocess
 import sys
@@ -93,15 +94,16 @@ def test_fsdp_state_shardings_on_8_cpu_devices():
   code = textwrap.dedent("""
     import jax, numpy as np
     from tests.conftest import TINY_MODEL
-    from videomae_jax import optim, sharding, steps, masking
+    from videomae_jax import optim, sharding, train_step, masking
+    from videomae_jax.tasks.pretrain import PretrainTask
     from videomae_jax.default_config import pretrain_config
     from videomae_jax.models import model_spec_from_config
     cfg = pretrain_config("B")
     spec = model_spec_from_config(dict(TINY_MODEL, width=64))
-    task = steps.PretrainTask(spec, masking.masking_plan(cfg.masking, spec))
+    task = PretrainTask(spec, masking.masking_plan(cfg.masking, spec))
     params = jax.eval_shape(task.init_params, jax.random.key(0))
     opt, _ = optim.make_optimizer(cfg.optimizer, params, batch_size=8, warmup_steps=1, total_steps=10)
-    state = jax.eval_shape(lambda: steps.init_train_state(task, opt, 0))
+    state = jax.eval_shape(lambda: train_step.init_train_state(task, opt, 0))
     mesh = sharding.make_mesh({"data": 2, "fsdp": 4})
     sh = sharding.state_shardings(state, mesh, min_size=256)
     qkv = sh["params"]["encoder"]["blocks"]["0"]["attn"]["qkv"]["kernel"]
@@ -110,7 +112,7 @@ def test_fsdp_state_shardings_on_8_cpu_devices():
     assert adam.mu["encoder"]["blocks"]["0"]["attn"]["qkv"]["kernel"] == qkv
     assert adam.count.spec == jax.sharding.PartitionSpec()
     assert sh["step"].spec == jax.sharding.PartitionSpec()
-    state = jax.jit(lambda: steps.init_train_state(task, opt, 0), out_shardings=sh)()
+    state = jax.jit(lambda: train_step.init_train_state(task, opt, 0), out_shardings=sh)()
     shard_shape = state["params"]["encoder"]["blocks"]["0"]["attn"]["qkv"]["kernel"].addressable_shards[0].data.shape
     assert shard_shape == (64, 48), shard_shape
     print("OK")
@@ -119,3 +121,21 @@ def test_fsdp_state_shardings_on_8_cpu_devices():
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
                        cwd=os.path.dirname(os.path.dirname(__file__)))
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_sharding_rules_from_the_command_line():
+  """--config.sharding_rules reaches the compiled step: replicating everything grows each device's arguments."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def argument_bytes(*overrides):
+    out = subprocess.run([sys.executable, "-m", "videomae_jax.tools.inspect_config",
+                          "--config=tests/configs/tiny_pretrain.py", "--config.mesh.fsdp=8",
+                          "--config.data.crop_canvas=(48, 48)", "--batch_size=16", "--json", *overrides],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)["memory"]["argument_size"]
+
+  sharded = argument_bytes()
+  replicated = argument_bytes("--config.sharding_rules=(('.*', 'replicate'),)")
+  assert replicated > 2 * sharded, (replicated, sharded)

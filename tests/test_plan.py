@@ -1,4 +1,4 @@
-"""videomae_jax.plan: memory, FLOPs, time and the recommended mesh, checked against the recipe and against XLA."""
+"""videomae_jax.planning (`python -m videomae_jax.tools.plan`): memory, FLOPs, time and the recommended mesh, checked against the recipe and against XLA."""
 import json
 import math
 import os
@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from configs import vitb_pretrain, vitg_pretrain
-from videomae_jax import masking, plan
+from videomae_jax import masking, resolve
+from videomae_jax import planning as plan
 from videomae_jax.errors import ConfigError
 from videomae_jax.models.variants import model_spec_from_config
 
@@ -16,7 +17,7 @@ GIB = 1024 ** 3
 
 
 def _vitg():
-  return vitg_pretrain.get_config()
+  return resolve.resolve(vitg_pretrain.get_config(), for_training=False)
 
 
 def test_vitg_on_64_h100_fits_pure_data_parallel():
@@ -76,7 +77,7 @@ def test_too_few_devices_fall_back_to_microbatches():
 
 def test_analytic_flops_match_the_papers_gflops():
   # VideoMAE V2 reports ViT-B pretraining cost per clip (multiply-accumulates, as fvcore counts them):
-  # running-cell decoder masking 25.87 G, no decoder masking (VideoMAE) 35.48 G. REFERENCE.md section 2.
+  # running-cell decoder masking 25.87 G, no decoder masking (VideoMAE) 35.48 G. (VideoMAE V2 paper, decoder masking ablation).
   config = vitb_pretrain.get_config()
   spec = model_spec_from_config(config.model)
   macs = plan.flops_per_clip(spec, masking.masking_plan(config.masking, spec))["forward"] / 2
@@ -97,18 +98,18 @@ def test_remat_adds_one_forward_of_the_blocks():
 
 def test_sharding_rule_mirrors_the_trainer():
   from videomae_jax import sharding
-  assert plan.DEFAULT_FSDP_MIN_SIZE == sharding.DEFAULT_FSDP_MIN_SIZE
   for shape in [(40, 1408, 4224), (1408,), (40, 6144), (512, 1176), (3, 5), (2, 14, 14, 3, 1408)]:
     for fsdp in (1, 2, 4, 7, 64):
       spec = sharding.partition_spec(shape, "fsdp", fsdp, sharding.DEFAULT_FSDP_MIN_SIZE)
       sharded = any(axis is not None for axis in spec)
       expected = math.prod(shape) / (fsdp if sharded else 1)
-      assert plan._sharded_elements(shape, fsdp, plan.DEFAULT_FSDP_MIN_SIZE) == expected, (shape, fsdp)
+      assert plan._sharded_elements("encoder/blocks/0/attn/qkv/kernel", shape, fsdp, sharding.DEFAULT_FSDP_MIN_SIZE,
+                                    sharding.DEFAULT_RULES) == expected, (shape, fsdp)
 
 
 def test_cli_table_and_json():
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  base = [sys.executable, "-m", "videomae_jax.plan", "--config=configs/vitg_pretrain.py"]
+  base = [sys.executable, "-m", "videomae_jax.tools.plan", "--config=configs/vitg_pretrain.py"]
   table = subprocess.run(base + ["--num_devices=64", "--device=h100"], capture_output=True, text=True, env=env,
                          timeout=300)
   assert table.returncode == 0, table.stderr
@@ -179,6 +180,7 @@ def test_memory_matches_xla_on_cpu_other_settings(remat, compute_dtype):
 
 @pytest.mark.slow
 def test_steps_per_epoch_match_the_trainer():
-  from videomae_jax import train
+  from videomae_jax import optim
   for config in (_vitg(), vitb_pretrain.get_config()):
-    assert plan.steps_per_epoch(config) == train.schedule_lengths(config)[0]
+    assert plan.make_plan(resolve.resolve(config, for_training=False), num_devices=64,
+                          device="h100")["time"]["steps_per_epoch"] == optim.schedule_lengths(config)[0]

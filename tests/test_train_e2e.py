@@ -120,6 +120,25 @@ def test_sigterm_saves_that_step_and_exits_cleanly(tmp_path, demo_dir, uninterru
   assert json.load(open(os.path.join(workdir, "run_summary.json")))["step"] == 40
 
 
+def test_trainer_benchmark_and_inspect_report_the_same_step(tmp_path, demo_dir, uninterrupted):
+  """All three compile train_step.build's step: the same FLOPs per clip and compiled memory for the same config."""
+  trained = json.load(open(os.path.join(uninterrupted, "run_summary.json")))["train_step"]
+  common = [f"--config={CONFIG}", f"--config.data.demo_dir={demo_dir}"]
+  rows = tmp_path / "rows.json"
+  for command in ([sys.executable, "benchmarks/train_step.py", *common, "--batch_sizes=16", "--steps=1",
+                   f"--json={rows}"],
+                  [sys.executable, "-m", "videomae_jax.tools.inspect_config", *common, "--batch_size=16", "--json"]):
+    out = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+  inspected = json.loads(out.stdout)
+  benchmarked = json.loads(rows.read_text())[0]
+  assert trained["batch_size"] == benchmarked["batch_size"] == inspected["config"]["batch_size_compiled"] == 16
+  assert trained["flops_per_clip"] > 0
+  assert trained["flops_per_clip"] == benchmarked["flops_per_clip"] == inspected["flops"]["train_step_per_clip"]
+  memory = trained["memory"]["per_device_bytes"]
+  assert memory > 0 and memory == benchmarked["compiled_memory_bytes"] == inspected["memory"]["per_device_bytes"]
+
+
 def test_fsdp_on_8_devices_matches_1_device(tmp_path, demo_dir, uninterrupted):
   workdir = str(tmp_path / "fsdp")
   _run(workdir, demo_dir, "--config.mesh.data=2", "--config.mesh.fsdp=4", devices=8)

@@ -1,11 +1,11 @@
 r"""Progressive training's head transfer: cut a merged classifier head (K710) down to a target label set (K400 /
 K600 / K700) by taking rows.
 
-  python -m videomae_jax.label_transfer --input=runs/vitg_k710 --label_map=label_710to400.json \
+  python -m videomae_jax.tools.label_transfer --input=runs/vitg_k710 --label_map=label_710to400.json \
       --output=exports/vitg_k710_to_k400
 writes a params export (videomae_jax.convert.params_io) whose head has len(label_map) classes; fine-tune from it
 with config.init_from, or evaluate it directly. Inside a fine-tuning run the same happens on load when
-config.head_label_map is set (finetune.ClassificationTask.adapt_loaded_params).
+config.head_label_map is set (videomae_jax.tasks.classify.ClassificationTask.adapt_loaded_params).
 
 Label maps (videomae_jax/data/label_maps, from the official release): `label_710to400.json` is a list whose entry i
 is the K710 index of K400 class i, so the K400 head is `head[label_map]` (PyTorch rows; the columns of our Dense
@@ -14,7 +14,6 @@ post-pretraining is videomae_jax.data.label_maps (`label_lookup(names, 'k710')`)
 """
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any, Dict, Mapping, Optional, Sequence
 
@@ -78,20 +77,3 @@ def convert_checkpoint(input_path: str, label_map_path: str, output_dir: str, *,
     raise ValueError(f"{input_path} carries no model config (config.json / model.json); cannot write an export.")
   model_config = dict(loaded.model_config, num_classes=int(len(label_map)))
   return params_io.save_params_export(output_dir, params, "classifier", model_config, overwrite=overwrite)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-  parser = argparse.ArgumentParser(description="Re-index a merged classifier head (e.g. K710 -> K400).")
-  parser.add_argument("--input", required=True, help="training workdir, checkpoint dir or params export")
-  parser.add_argument("--label_map", required=True, help="JSON list, e.g. label_710to400.json")
-  parser.add_argument("--output", required=True, help="params export directory to write")
-  parser.add_argument("--step", type=int, default=None)
-  parser.add_argument("--overwrite", action="store_true")
-  args = parser.parse_args(argv)
-  out = convert_checkpoint(args.input, args.label_map, args.output, step=args.step, overwrite=args.overwrite)
-  print(f"wrote {out} ({len(load_label_map(args.label_map))} classes)")
-
-
-if __name__ == "__main__":
-  main()
-

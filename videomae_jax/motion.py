@@ -1,6 +1,6 @@
 """Motion scores for MATS / EVEREST token selection, camera-motion compensation and adaptive frame selection.
 
-Score (REFERENCE.md section 3): patch-embed the normalized clip with the model's own Conv3d (before positions),
+Score (the official EVEREST code; docs/upstream.md section 3): patch-embed the normalized clip with the model's own Conv3d (before positions),
 stop the gradient, and take the L2 distance between the embeddings of tubelets t-1 and t at the same spatial
 position; tubelet 0 copies the (0, 1) distance. The embedding is linear, so this is the norm of a learned
 projection of the pixel difference: static regions score ~0.

@@ -1,6 +1,6 @@
 """VideoMAE V2 pretraining objective: normalized-tubelet targets and the masked reconstruction loss.
 
-Targets (REFERENCE.md section 2): un-normalize the ImageNet-normalized clip, cut it into tubelets
+Targets (VideoMAE V2's official objective): un-normalize the ImageNet-normalized clip, cut it into tubelets
 (b, (t h w), (p0 p1 p2), c), normalize each tubelet per channel by its mean and unbiased std (+1e-6 on the std),
 flatten channel-fastest (p0 p1 p2 c) -> 3 * tubelet * P * P values per token.
 Loss: MSE over the values, then the mean over loss tokens (encoder-hidden and decoder-kept). Float32 throughout.
@@ -11,21 +11,13 @@ from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from videomae_jax.data import pipeline, transforms
 from videomae_jax.masking import Masks
 from videomae_jax.models.variants import ModelSpec
 from videomae_jax.models.vit import gather_tokens
+from videomae_jax.normalization import denormalize
 
-# One source for the normalization constants: the data pipeline's.
-IMAGENET_MEAN = np.array(transforms.IMAGENET_MEAN, np.float32)
-IMAGENET_STD = np.array(transforms.IMAGENET_STD, np.float32)
 TARGET_STD_EPSILON = 1e-6
-
-
-# ImageNet-normalized [..., 3] -> pixel values in [0, 1] (float32): the pipeline's inverse of its `normalize`.
-unnormalize = pipeline.denormalize
 
 
 def patchify(video: jax.Array, spec: ModelSpec) -> jax.Array:
@@ -56,7 +48,7 @@ def _pixel_statistics(pixels: jax.Array) -> Tuple[jax.Array, jax.Array]:
 
 def tubelet_statistics(video: jax.Array, spec: ModelSpec) -> Tuple[jax.Array, jax.Array]:
   """Per-tubelet, per-channel mean and unbiased std (+1e-6) of the un-normalized clip: each [B, N, 1, C]."""
-  return _pixel_statistics(patchify(unnormalize(video), spec))
+  return _pixel_statistics(patchify(denormalize(video), spec))
 
 
 def tubelet_targets(video: jax.Array, spec: ModelSpec, normalize: bool = True) -> jax.Array:
@@ -64,7 +56,7 @@ def tubelet_targets(video: jax.Array, spec: ModelSpec, normalize: bool = True) -
 
   normalize=True: each tubelet normalized per channel (VideoMAE's default); False: raw [0, 1] pixels.
   """
-  pixels = patchify(unnormalize(video), spec)
+  pixels = patchify(denormalize(video), spec)
   if normalize:
     mean, std = _pixel_statistics(pixels)
     pixels = (pixels - mean) / std

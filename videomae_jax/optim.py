@@ -3,7 +3,7 @@
   lr(step)     = warmup (linear from 0) then cosine to min_lr, per step; peak = base_lr * batch_size / 256
   update       = clip_by_global_norm -> AdamW (no weight decay on 1-D params, biases, mask_token) -> layer decay
 Layer decay (fine-tuning) multiplies each parameter's update by ld**(L+1-i), with the patch embedding at layer 0,
-block k at k+1 and everything after the blocks (fc_norm, head) at L+1 (REFERENCE.md section 4). Because it scales
+block k at k+1 and everything after the blocks (fc_norm, head) at L+1 (the official fine-tuning script; docs/upstream.md section 4). Because it scales
 the whole AdamW update, it scales the decoupled weight decay too, as the per-group lr does in the official code.
 Scanned blocks get a per-layer scale array on their leading axis, so scan and no-scan train identically.
 """

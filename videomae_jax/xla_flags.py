@@ -1,7 +1,7 @@
 r"""XLA / libtpu / NCCL settings per hardware, in one place (the launch scripts and the trainer read them here).
 
-  python -m videomae_jax.xla_flags --hardware=h100 --format=shell     # export lines, for `eval "$(...)"`
-  python -m videomae_jax.xla_flags --hardware=v5p --format=json
+  python -m videomae_jax.tools.xla_flags --hardware=h100 --format=shell     # export lines, for `eval "$(...)"`
+  python -m videomae_jax.tools.xla_flags --hardware=v5p --format=json
 
 In Python, before the first jax call that touches a device (XLA reads XLA_FLAGS and libtpu reads LIBTPU_INIT_ARGS
 once, when the backend starts):
@@ -30,8 +30,6 @@ flags); TPU flags are parsed by libtpu only, on a TPU VM.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shlex
 import sys
@@ -146,30 +144,3 @@ def active(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
 def format_shell(values: Mapping[str, str]) -> str:
   """`export KEY='value'` lines (bash-safe quoting)."""
   return "\n".join(f"export {key}={shlex.quote(value)}" for key, value in values.items())
-
-
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m videomae_jax.xla_flags", description=__doc__.split("\n")[0])
-  parser.add_argument("--hardware", required=True, help=f"one of {', '.join(hardware_names())}")
-  parser.add_argument("--format", choices=("shell", "json", "env"), default="shell",
-                      help="shell: export lines; json: one object; env: KEY=VALUE lines (docker --env-file)")
-  parser.add_argument("--merge_environment", action="store_true",
-                      help="merge over this process's environment (user-set flags win) instead of the pure recipe")
-  args = parser.parse_args(argv)
-  try:
-    values = environment(args.hardware, os.environ if args.merge_environment else None)
-  except ValueError as error:
-    parser.error(str(error))
-  if args.format == "shell":
-    text = format_shell(values)
-  elif args.format == "json":
-    text = json.dumps(values)
-  else:
-    text = "\n".join(f"{key}={value}" for key, value in values.items())
-  if text:
-    print(text)
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

@@ -1,8 +1,8 @@
 """Import PyTorch VideoMAE V2 weights (official `.pth` releases or HuggingFace folders) into a params export.
 
-  python -m videomae_jax.convert.from_pytorch --input=vit_b_k710_dl_from_giant.pth --output=exports/vit_b_k710
-  python -m videomae_jax.convert.from_pytorch --input=hf_videomae_folder/ --output=exports/hf_b
-  python -m videomae_jax.convert.from_pytorch --input=custom.pth --output=DIR --num_heads=8 --num_frames=8
+  python -m videomae_jax.tools.from_pytorch --input=vit_b_k710_dl_from_giant.pth --output=exports/vit_b_k710
+  python -m videomae_jax.tools.from_pytorch --input=hf_videomae_folder/ --output=exports/hf_b
+  python -m videomae_jax.tools.from_pytorch --input=custom.pth --output=DIR --num_heads=8 --num_frames=8
 
 The output (model.json + orbax params/) is what `config.init_from` and `to_pytorch --checkpoint` accept.
 
@@ -15,19 +15,16 @@ Loading is safe: torch.load(weights_only=True) or safetensors, never arbitrary u
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from videomae_jax.convert import mapping, params_io, torch_io
-from videomae_jax.convert.torch_io import run_cli, setup_cli_logging
 from videomae_jax.models.variants import model_spec_from_config
 
-logger = logging.getLogger("videomae_jax.convert")  # not __name__: that is "__main__" under python -m
+logger = logging.getLogger(__name__)
 
 HF_ARCHITECTURES = {"VideoMAEForPreTraining": mapping.KIND_PRETRAIN,
                     "VideoMAEForVideoClassification": mapping.KIND_CLASSIFIER}
@@ -122,33 +119,3 @@ def convert(input_path: str, output_dir: str, *, overwrite: bool = False, **kwar
   loaded = import_pytorch(input_path, **kwargs)
   params_io.save_params_export(output_dir, loaded.params, loaded.kind, loaded.model_config, overwrite=overwrite)
   return loaded
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m videomae_jax.convert.from_pytorch",
-                                   description=__doc__.split("\n\n")[0])
-  parser.add_argument("--input", required=True, help=".pth / .safetensors file, or an HF save_pretrained folder")
-  parser.add_argument("--output", required=True, help="params export folder to write")
-  parser.add_argument("--overwrite", action="store_true")
-  parser.add_argument("--variant", default=None, help="S, B, L, H, g ...: head counts of that variant")
-  parser.add_argument("--num_heads", type=int, default=None)
-  parser.add_argument("--decoder_num_heads", type=int, default=None)
-  parser.add_argument("--num_frames", type=int, default=None, help="default 16 (official files)")
-  parser.add_argument("--image_size", type=int, default=None, help="default 224 (official files)")
-  return parser.parse_args(argv)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
-  setup_cli_logging()
-  loaded = convert(args.input, args.output, overwrite=args.overwrite, variant=args.variant,
-                   num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads,
-                   num_frames=args.num_frames, image_size=args.image_size)
-  model = loaded.model_config
-  logger.info("wrote %s: %s model, variant %s (width %d, depth %d, %d heads), %d frames at %d px", args.output,
-              loaded.kind, model["variant"], model["width"], model["depth"], model["num_heads"],
-              model["num_frames"], model["image_size"])
-
-
-if __name__ == "__main__":
-  run_cli(main)

@@ -1,6 +1,6 @@
 """Parameter names and layouts: our Flax tree <-> official VideoMAE V2 state dict <-> HuggingFace VideoMAE.
 
-Pure numpy (REFERENCE.md section 5); torch is needed only to read and write files (`from_pytorch`, `to_pytorch`).
+Pure numpy (the layouts: docs/upstream.md section 5); torch is needed only to read and write files (`from_pytorch`, `to_pytorch`).
 
 The official layout is the hub of every conversion:
 

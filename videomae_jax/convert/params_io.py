@@ -71,14 +71,6 @@ class LoadedParams:
     return mapping.model_spec_for_export(model_spec_from_config(self.model_config))
 
 
-def kind_for_task(task: str) -> str:
-  """config.task ('pretrain' | 'finetune') -> params kind ('pretrain' | 'classifier')."""
-  kinds = {"pretrain": mapping.KIND_PRETRAIN, "finetune": mapping.KIND_CLASSIFIER}
-  if task not in kinds:
-    raise ValueError(f"config.task={task!r}; expected one of {sorted(kinds)}.")
-  return kinds[task]
-
-
 def architecture_config(model_config: Any, kind: str) -> Dict[str, Any]:
   """The architecture fields of a `config.model` (dict or ConfigDict) with every dimension explicit.
 
@@ -241,9 +233,6 @@ def load_params(path: PathLike, step: Optional[int] = None) -> LoadedParams:
   found_step = int(step_name) if step_name.isdigit() else None
   params = layer_stacking.unstack_layers(_restore_numpy(item_dir, subtree="params"))
   config = _find_training_config(item_dir)
-  if config is not None and config.get("task"):
-    kind = kind_for_task(config["task"])
-  else:
-    kind = mapping.infer_kind(params)
+  kind = mapping.infer_kind(params)  # The tree tells: a decoder is pretraining, a head is a classifier.
   model_config = architecture_config(config["model"], kind) if config and config.get("model") else None
   return LoadedParams(params, kind, model_config, found_step, os.fspath(path))

@@ -1,7 +1,7 @@
 """Export our params to PyTorch: the official VideoMAE V2 `.pth` layout or a HuggingFace transformers folder.
 
-  python -m videomae_jax.convert.to_pytorch --workdir=DIR --format=videomaev2 --output=vit_b_pt.pth
-  python -m videomae_jax.convert.to_pytorch --checkpoint=EXPORT_OR_CKPT_DIR --format=hf --output=hf_dir/
+  python -m videomae_jax.tools.to_pytorch --workdir=DIR --format=videomaev2 --output=vit_b_pt.pth
+  python -m videomae_jax.tools.to_pytorch --checkpoint=EXPORT_OR_CKPT_DIR --format=hf --output=hf_dir/
 
 --workdir reads the latest step of a training run (or --step); --checkpoint takes a CheckpointManager dir, one step
 dir or a params export (see params_io). `videomaev2` writes torch.save({'model': state_dict}) with the official key
@@ -16,20 +16,15 @@ encoder's final LayerNorm (`videomae.layernorm`); a classifier export sets it Tr
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import sys
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
 from videomae_jax.convert import mapping, params_io, torch_io
-from videomae_jax.convert.torch_io import run_cli, setup_cli_logging
 from videomae_jax.models import layer_stacking
 from videomae_jax.models.variants import ModelSpec, model_spec_from_config
 
-logger = logging.getLogger("videomae_jax.convert")  # not __name__: that is "__main__" under python -m
 
 FORMATS = ("videomaev2", "hf")
 HF_CLASSES = {mapping.KIND_PRETRAIN: "VideoMAEForPreTraining",
@@ -134,38 +129,3 @@ def convert(source: str, output: str, fmt: str, *, step: Optional[int] = None, o
   else:
     export_hf(loaded.params, loaded.kind, spec, output)
   return loaded
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m videomae_jax.convert.to_pytorch",
-                                   description=__doc__.split("\n\n")[0])
-  source = parser.add_mutually_exclusive_group(required=True)
-  source.add_argument("--workdir", help="training workdir (config.json + checkpoints/)")
-  source.add_argument("--checkpoint", help="CheckpointManager dir, step dir or params export")
-  parser.add_argument("--step", type=int, default=None, help="training step (default: the latest)")
-  parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
-  parser.add_argument("--output", required=True, help=".pth file (videomaev2) or folder (hf)")
-  parser.add_argument("--overwrite", action="store_true")
-  group = parser.add_argument_group("only used when the checkpoint has no config.json / model.json beside it")
-  group.add_argument("--variant", default=None)
-  group.add_argument("--num_heads", type=int, default=None)
-  group.add_argument("--decoder_num_heads", type=int, default=None)
-  group.add_argument("--num_frames", type=int, default=None)
-  group.add_argument("--image_size", type=int, default=None)
-  return parser.parse_args(argv)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
-  setup_cli_logging()
-  loaded = convert(args.workdir or args.checkpoint, args.output, args.fmt, step=args.step, overwrite=args.overwrite,
-                   variant=args.variant, num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads,
-                   num_frames=args.num_frames, image_size=args.image_size)
-  what = "step %s of " % loaded.step if loaded.step is not None else ""
-  logger.info("wrote %s (%s, %s model) from %s%s", args.output, args.fmt, loaded.kind, what, loaded.path)
-  if args.fmt == "hf":
-    logger.info("note: transformers uses LayerNorm eps 1e-5 in fc_norm / decoder.norm (ours: 1e-6).")
-
-
-if __name__ == "__main__":
-  run_cli(main)

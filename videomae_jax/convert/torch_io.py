@@ -9,8 +9,7 @@ import importlib
 import json
 import logging
 import os
-import sys
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 
@@ -114,18 +113,3 @@ def read_hf_folder(folder: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
   for file in files:
     state_dict.update(state_dict_to_numpy(load_torch_file(file)))
   return config, state_dict
-
-
-def setup_cli_logging() -> None:
-  """Our INFO messages on stderr; orbax/absl stay at WARNING (their INFO lines are per-array noise)."""
-  logging.basicConfig(level=logging.WARNING, format="%(message)s")
-  logging.getLogger("videomae_jax").setLevel(logging.INFO)
-
-
-def run_cli(main: Callable[[], None]) -> None:
-  """Runs a converter's main; expected failures (bad input, missing torch) print one message, not a traceback."""
-  try:
-    main()
-  except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)

@@ -1,6 +1,6 @@
 """VideoMAE V2 pretraining model: encoder on visible tokens, light decoder on mask tokens (dual masking).
 
-Decoder input (REFERENCE.md section 2):
+Decoder input (official modeling_pretrain.py; docs/upstream.md section 2):
   concat([encoder_to_decoder(encoder_out) + pos_dec[encoder_indices], mask_token + pos_dec[decoder_indices]])
 and the decoder returns head(norm(x[:, -num_decoder_indices:])), one prediction of the normalized tubelet per
 decoder-kept position. Which positions are visible/kept is decided outside (videomae_jax.masking) and passed in as

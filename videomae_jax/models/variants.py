@@ -1,4 +1,4 @@
-"""Backbone sizes of the VideoMAE V2 ViT family (REFERENCE.md section 1).
+"""Backbone sizes of the VideoMAE V2 ViT family (the VideoMAE V2 release; docs/upstream.md section 1).
 
 Every number a model needs is resolved here once, into a frozen `ModelSpec` of Python ints, so shapes are static.
 """

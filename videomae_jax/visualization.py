@@ -1,78 +1,44 @@
 r"""Draws what the masking does to one video: frames, motion scores, encoder tokens, decoder targets, reconstruction.
 
-  python -m videomae_jax.visualize --video=clip.mp4 --config=configs/vitb_pretrain.py --output=masks.png
-  python -m videomae_jax.visualize --video=clip.mp4 --config=configs/vitb_pretrain.py \
-      --config.masking.encoder=motion --config.masking.decoder=motion --checkpoint=CHECKPOINT_DIR
-
+The library behind `python -m videomae_jax.tools.visualize` and the trainer's {workdir}/reconstruction.png.
 One column per tubelet (its first frame). Rows: the frames; the motion score heat map (the model's own patch
-embedding, random init without --checkpoint; camera-compensated when config.masking.camera_motion_compensation);
+embedding, random init without a checkpoint; camera-compensated when config.masking.camera_motion_compensation);
 the tokens the encoder sees; the decoder's targets (red: loss tokens, blue: decoder-kept but visible, no loss);
-with --checkpoint, the reconstruction (visible patches as given, predicted patches un-normalized with each
-tubelet's own mean and std, the rest dark).
+with a checkpoint, the reconstruction (visible patches as given, predicted patches un-normalized with each
+tubelet's own mean and std, the rest dark). The clip is what the evaluation pipeline makes of the file (one
+centred view, videomae_jax.data.pipeline.test_views), so pictures and tests see videos the same way.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
-from absl import app
-from absl import flags
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 from PIL import Image, ImageDraw
 
 from videomae_jax import masking, objective
+from videomae_jax.convert import params_io
+from videomae_jax.data import pipeline, shard_builder
 from videomae_jax.models.pretrain import VideoMAEPretrainModel
 from videomae_jax.models.variants import model_spec_from_config
+from videomae_jax.normalization import denormalize, normalize
 
 LABEL_WIDTH = 150
 MIN_CELL = 128
 
 
-def load_params(checkpoint: str) -> Any:
-  """Per-layer `params` of a training workdir, a checkpoint (step) directory or a params export."""
-  from videomae_jax.convert import params_io  # imported here: only needed with --checkpoint
-  return params_io.load_params(checkpoint).params
-
-
-def decode_video(path: str) -> np.ndarray:
-  """All frames of a video as [F, H, W, 3] uint8 RGB."""
-  import av
-  with av.open(path) as container:
-    frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-  if not frames:
-    raise ValueError(f"{path} has no decodable video frames.")
-  return np.stack(frames)
-
-
-def sample_frame_indices(num_available: int, num_frames: int, stride: int) -> np.ndarray:
-  """Evenly spread indices (stride 0), or `num_frames` frames `stride` apart centred in the video (clamped)."""
-  if stride <= 0:
-    return np.linspace(0, num_available - 1, num_frames).round().astype(np.int64)
-  span = (num_frames - 1) * stride
-  start = max(0, (num_available - 1 - span) // 2)
-  return np.minimum(start + stride * np.arange(num_frames), num_available - 1)
-
-
-def resize_and_crop(frame: np.ndarray, size: int) -> np.ndarray:
-  """Short side to `size` (bilinear), then a centred size x size crop."""
-  image = Image.fromarray(frame)
-  scale = size / min(image.size)
-  width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-  image = image.resize((width, height), Image.BILINEAR)
-  left, top = (width - size) // 2, (height - size) // 2
-  return np.asarray(image.crop((left, top, left + size, top + size)))
-
-
-def load_clip(path: str, num_frames: int, image_size: int, stride: int = 0) -> np.ndarray:
-  """[1, T, S, S, 3] float32 ImageNet-normalized clip from a video file."""
-  frames = decode_video(path)
-  frames = frames[sample_frame_indices(len(frames), num_frames, stride)]
-  frames = np.stack([resize_and_crop(f, image_size) for f in frames]).astype(np.float32) / 255.0
-  return ((frames - objective.IMAGENET_MEAN) / objective.IMAGENET_STD)[None]
+def load_clip(path: str, config: Any, stride: int = 0) -> np.ndarray:
+  """uint8 [1, T, S, S, 3]: the centred view of a video file, as the test pipeline makes it. stride 0 spreads the
+  frames over the whole video (segment sampling); stride > 0 takes a centred window of frames `stride` apart."""
+  record = shard_builder.video_file_record(path, source_name="picture", short_side=0)
+  view_config = config.copy_and_resolve_references()
+  with view_config.unlocked():
+    view_config.eval.update(dict(num_clips=1, num_crops=1, short_side=0, stride=max(stride, 1),
+                                 sampling="uniform" if stride > 0 else "segment"))
+  return pipeline.test_views(record, view_config)
 
 
 _HEAT_ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
@@ -138,11 +104,11 @@ def visualize(config: Any, video_path: str, output_path: str, checkpoint: Option
   spec = dataclasses.replace(model_spec_from_config(config.model), compute_dtype="float32", scan_layers=False,
                              remat_policy="none")
   plan = masking.masking_plan(config.masking, spec)
-  video = jnp.asarray(load_clip(video_path, spec.num_frames, spec.image_size, stride))
+  video = normalize(jnp.asarray(load_clip(video_path, config, stride)))
   model = VideoMAEPretrainModel(spec)
   init_key, mask_key = jax.random.split(jax.random.key(seed))
   if checkpoint:
-    variables = {"params": load_params(checkpoint)}
+    variables = {"params": params_io.load_params(checkpoint).params}
   else:
     dummy = jnp.zeros((1, plan.num_encoder_tokens), jnp.int32), jnp.zeros((1, plan.num_decoder_tokens), jnp.int32)
     variables = jax.jit(model.init)(init_key, video, *dummy)
@@ -166,18 +132,18 @@ def visualize(config: Any, video_path: str, output_path: str, checkpoint: Option
   kept_visible = np.zeros(num_tokens, bool)
   kept_visible[decoder_indices[~loss_mask]] = True
 
-  pixels = np.asarray(objective.unnormalize(video))[0]                        # [T, S, S, 3]
+  pixels = np.asarray(denormalize(video))[0]                        # [T, S, S, 3]
   first_frames = pixels[::spec.tubelet_size]
   reconstruction = None
   if checkpoint:
     @jax.jit
     def reconstruct(variables, video, masks):
       predictions = model.apply(variables, video, masks.encoder_indices, masks.decoder_indices)
-      normalized = bool(config.get("objective", {}).get("normalize_targets", True))
+      normalized = bool(config.objective.normalize_targets)
       return objective.predictions_to_pixels(predictions, video, masks.decoder_indices, spec, normalized)
 
     predicted = np.asarray(reconstruct(variables, video, masks))[0]
-    tokens = np.asarray(objective.patchify(objective.unnormalize(video), spec))[0].copy()   # [N, ts*P*P, 3]
+    tokens = np.asarray(objective.patchify(denormalize(video), spec))[0].copy()   # [N, ts*P*P, 3]
     shown = np.where(visible[:, None, None], tokens, 0.15)
     shown[decoder_indices] = np.where(loss_mask[:, None, None], predicted, shown[decoder_indices])
     reconstruction = np.asarray(objective.unpatchify(jnp.asarray(shown)[None], spec))[0][::spec.tubelet_size]
@@ -192,29 +158,3 @@ def visualize(config: Any, video_path: str, output_path: str, checkpoint: Option
   image = draw_grid(rows, title, cell=max(spec.image_size, MIN_CELL))
   image.save(output_path)
   return image
-
-
-def _define_flags():
-  """Flags exist only when this module is the program: the trainer imports `visualize` too."""
-  global _CONFIG, _VIDEO, _CHECKPOINT, _OUTPUT, _SEED, _STRIDE
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
-  _VIDEO = flags.DEFINE_string("video", None, "Video file to visualize (anything PyAV decodes).")
-  _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir, checkpoint step directory or params "
-                                    "export; random init without it (then no reconstruction row).")
-  _OUTPUT = flags.DEFINE_string("output", "masks.png", "Where to write the PNG.")
-  _SEED = flags.DEFINE_integer("seed", 0, "Masking seed (and init seed without a checkpoint).")
-  _STRIDE = flags.DEFINE_integer("stride", 0, "Frame stride of the clip, centred in the video; 0 spreads the "
-                                 "frames evenly over the whole video.")
-
-
-def main(argv: Sequence[str]) -> None:
-  del argv
-  if _CONFIG.value is None or not _VIDEO.value:
-    raise app.UsageError("--config and --video are required.")
-  visualize(_CONFIG.value, _VIDEO.value, _OUTPUT.value, _CHECKPOINT.value, _SEED.value, _STRIDE.value)
-  print(f"wrote {_OUTPUT.value}")
-
-
-if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
