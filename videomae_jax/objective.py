@@ -1,8 +1,9 @@
 """VideoMAE V2 pretraining objective: normalized-tubelet targets and the masked reconstruction loss.
 
-Targets (REFERENCE.md section 2): un-normalize the ImageNet-normalized clip, cut it into tubelets
-(b, (t h w), (p0 p1 p2), c), normalize each tubelet per channel by its mean and unbiased std (+1e-6 on the std),
-flatten channel-fastest (p0 p1 p2 c) -> 3 * tubelet * P * P values per token.
+Targets (the official VideoMAE V2 `engine_for_pretraining.py` with `normlize_target`): un-normalize the
+ImageNet-normalized clip, cut it into tubelets (b, (t h w), (p0 p1 p2), c), normalize each tubelet per channel by
+its mean and unbiased std (+1e-6 on the std), flatten channel-fastest (p0 p1 p2 c) -> 3 * tubelet * P * P values
+per token.
 Loss: MSE over the values, then the mean over loss tokens (encoder-hidden and decoder-kept). Float32 throughout.
 """
 from __future__ import annotations
@@ -13,19 +14,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from videomae_jax.data import pipeline, transforms
+from videomae_jax import normalization
 from videomae_jax.masking import Masks
 from videomae_jax.models.variants import ModelSpec
 from videomae_jax.models.vit import gather_tokens
 
-# One source for the normalization constants: the data pipeline's.
-IMAGENET_MEAN = np.array(transforms.IMAGENET_MEAN, np.float32)
-IMAGENET_STD = np.array(transforms.IMAGENET_STD, np.float32)
+IMAGENET_MEAN = np.array(normalization.IMAGENET_MEAN, np.float32)
+IMAGENET_STD = np.array(normalization.IMAGENET_STD, np.float32)
 TARGET_STD_EPSILON = 1e-6
 
 
-# ImageNet-normalized [..., 3] -> pixel values in [0, 1] (float32): the pipeline's inverse of its `normalize`.
-unnormalize = pipeline.denormalize
+# ImageNet-normalized [..., 3] -> pixel values in [0, 1] (float32).
+unnormalize = normalization.denormalize
 
 
 def patchify(video: jax.Array, spec: ModelSpec) -> jax.Array:
