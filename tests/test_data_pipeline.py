@@ -30,6 +30,7 @@ def _config(path, *, batch_size=8, repeated_aug=4, num_frames=8, image_size=32, 
   config.data.sources = sources or [dict(name="demo", path=path, num_videos=12, stride=2, weight=1)]
   config.data.repeated_aug = repeated_aug
   config.data.num_workers = 0
+  config.eval.num_workers = 0
   config.data.crop_on_device = crop_on_device
   return config
 
