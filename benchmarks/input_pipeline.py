@@ -10,13 +10,14 @@ It makes its own videos (no downloads): synthetic moving-object clips (videomae_
 For each (format, decoder, crops) it measures, in this one process with one thread (= one grain worker):
   decode only   `decoding.decode_clip` of a random 16-frame clip at stride 4 (the frames the pipeline decodes),
                 RGB uint8, no crop: the floor any loader pays;
-  pipeline      the real grain pipeline (make_pretrain_dataset, num_workers=0): read + parse the record,
-                decode the same kind of clip, 4 repeated MultiScaleCrops, batch. Crops 'device' (the
+  pipeline      the real grain pipeline (make_dataset(mode='pretrain'), num_workers=0): read + parse the
+                record, decode the same kind of clip, 4 repeated MultiScaleCrops, batch. Crops 'device' (the
                 pretraining default, config.data.crop_on_device): the clip is decoded into the batch's canvas
-                and only the 4 boxes are drawn; the train step cuts and resizes them. Crops 'cv2' / 'pil': the
-                4 crops are resized to 224 on the host with that library;
+                and only the 4 boxes are drawn; the train step cuts and resizes them. Crops 'cv2' / 'numpy': the
+                4 crops are resized to 224 on the host with OpenCV or the numpy fallback;
 and reports clips per CPU second (decoded clips; samples = 4x), the ratio of per-clip CPU times (pipeline /
-decode only; goal <= 1.25), and record bytes per video and per frame. Times are this process's CPU time
+decode only; goal <= 1.25), and record bytes per video and per frame. The table header gives the frame size and
+length the shards really hold. Times are this process's CPU time
 (time.process_time; everything runs in the calling thread), so other load on a shared machine barely moves
 them; the two measurements alternate over --rounds rounds and the median round is reported.
 
@@ -47,8 +48,8 @@ flags.DEFINE_integer("stride", 4, "Frame stride.")
 flags.DEFINE_integer("image_size", 224, "Output crop size.")
 flags.DEFINE_list("formats", ["mp4", "jpeg"], "Shard formats to measure.")
 flags.DEFINE_list("decoders", ["pyav", "decord"], "MP4 decoders to measure (decord skipped if missing).")
-flags.DEFINE_bool("compare_pil_resize", True, "With cv2 installed, also time mp4 with PIL's resize.")
-flags.DEFINE_bool("compare_host_crops", True, "Also time crops resized on the host (cv2, or PIL without it).")
+flags.DEFINE_bool("compare_numpy_resize", True, "With cv2 installed, also time mp4 with the numpy resize.")
+flags.DEFINE_bool("compare_host_crops", True, "Also time crops resized on the host (cv2, or numpy without it).")
 flags.DEFINE_string("workdir", "", "Where to keep the videos and shards (default: a temporary folder).")
 FLAGS = flags.FLAGS
 
@@ -67,12 +68,12 @@ def render_realistic(rng: np.random.Generator, num_frames: int, height: int, wid
   coarse = texture(rng, height + 2 * margin, width + 2 * margin, cells=48)
   detail = rng.normal(0, 12, size=coarse.shape[:2] + (1,))
   background = np.clip(coarse + detail, 0, 255)
-  foreground = demo.render_video(rng, "right", num_frames=num_frames, size=height, width=width, cells=2)
+  foreground = demo.render_video(rng, "right", num_frames=num_frames, size=height, width=width)
   frames = np.empty((num_frames, height, width, 3), np.uint8)
   for t in range(num_frames):
     y, x = (margin + np.round(pan * t)).astype(int)
     frame = background[y:y + height, x:x + width].copy()
-    moving = np.any(foreground[t] != foreground[t, :1, :1], axis=-1, keepdims=True)
+    moving = foreground[t].min(axis=-1, keepdims=True) >= 128  # The demo's objects: bright; its background: dark.
     frame = np.where(moving, foreground[t], frame) + rng.normal(0, 3, size=(height, width, 1))
     frames[t] = np.clip(frame, 0, 255)
   return frames
@@ -109,11 +110,11 @@ def _config(shard_dir: str, *, repeats: int, num_frames: int, stride: int, image
 
 
 def _decode_only_round(records, num_clips, num_frames, stride, decoder, rng) -> float:
-  from videomae_jax.data import decoding, transforms  # pylint: disable=import-outside-toplevel
+  from videomae_jax.data import decoding, temporal  # pylint: disable=import-outside-toplevel
   start = time.process_time()
   for _ in range(num_clips):
     record = records[int(rng.integers(len(records)))]
-    indices = transforms.random_clip_indices(record["num_frames"], num_frames, stride, rng)
+    indices = temporal.random_clip_indices(record["num_frames"], num_frames, stride, rng)
     decoding.decode_clip(record, indices, decoder)
   return (time.process_time() - start) / num_clips
 
@@ -126,19 +127,17 @@ def _pipeline_round(iterator, num_clips, clips_per_batch) -> float:
   return (time.process_time() - start) / (num_batches * clips_per_batch)
 
 
-def _force_resize_backend(name: str) -> None:
-  """Makes videomae_jax.data.transforms resize with 'pil', or 'auto' (cv2 if installed); this process only."""
+def _force_resize_backend(name: str, cv2) -> None:
+  """Makes videomae_jax.data.transforms resize with 'numpy', or else with `cv2` (None: not installed); this
+  process only (the pipeline runs with num_workers=0)."""
   from videomae_jax.data import transforms  # pylint: disable=import-outside-toplevel
-  transforms._cv2_checked = False  # pylint: disable=protected-access
-  transforms._cv2 = None  # pylint: disable=protected-access
-  if name == "pil":
-    transforms._cv2_checked = True  # pylint: disable=protected-access
-  transforms._get_cv2()  # pylint: disable=protected-access
+  transforms.cv2 = None if name == "numpy" else cv2
 
 
 def run(workdir: str) -> list[dict]:
   from videomae_jax.data import shard_builder  # pylint: disable=import-outside-toplevel
   from videomae_jax.data import decoding, pipeline, shards, transforms  # pylint: disable=import-outside-toplevel
+  cv2 = transforms.cv2
   video_dir = os.path.join(workdir, "videos")
   print(f"Making {FLAGS.num_videos} videos of {FLAGS.frames_per_video} frames at {FLAGS.height}x{FLAGS.width} "
         f"in {video_dir} ...", flush=True)
@@ -150,21 +149,24 @@ def run(workdir: str) -> list[dict]:
                                video_format=video_format, progress=False)
     records = shards.read_all_records(shard_dir)
     record_bytes = [len(shards.serialize_record(r)) for r in records]
+    sizes = sorted({f"{r['height']}x{r['width']}" for r in records})
+    lengths = sorted({int(r["num_frames"]) for r in records})
+    video = f"{'/'.join(sizes)}, {'/'.join(map(str, lengths))} fr"
     decoders = FLAGS.decoders if video_format == "mp4" else ["pil"]
-    _force_resize_backend("auto")
+    _force_resize_backend("auto", cv2)
     combos = [(decoder, "device") for decoder in decoders]
     if FLAGS.compare_host_crops:
       combos += [(decoders[0], transforms.resize_backend())]
-      if video_format == "mp4" and transforms.resize_backend() == "cv2" and FLAGS.compare_pil_resize:
-        combos.append((decoders[0], "pil"))
+      if video_format == "mp4" and transforms.resize_backend() == "cv2" and FLAGS.compare_numpy_resize:
+        combos.append((decoders[0], "numpy"))
     for decoder, resize in combos:
       if decoder == "decord" and not decoding.have_decord():
         continue
-      _force_resize_backend("auto" if resize == "device" else resize)
+      _force_resize_backend("auto" if resize == "device" else resize, cv2)
       backend = "auto" if decoder == "pil" else decoder
       config = _config(shard_dir, repeats=FLAGS.repeated_aug, num_frames=FLAGS.num_frames, stride=FLAGS.stride,
                        image_size=FLAGS.image_size, decoder=backend, crop_on_device=resize == "device")
-      iterator = iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0))
+      iterator = iter(pipeline.make_dataset(config, mode="pretrain", process_index=0, process_count=1, seed=0))
       next(iterator)  # Warm up (imports, first open).
       rng = np.random.default_rng(0)
       _decode_only_round(records, 2, FLAGS.num_frames, FLAGS.stride, backend, rng)
@@ -174,7 +176,7 @@ def run(workdir: str) -> list[dict]:
                                                rng))
         pipeline_times.append(_pipeline_round(iterator, FLAGS.num_clips, config.batch_size // FLAGS.repeated_aug))
       decode_s, pipeline_s = statistics.median(decode_times), statistics.median(pipeline_times)
-      rows.append(dict(format=video_format, decoder=decoder, resize=resize,
+      rows.append(dict(format=video_format, decoder=decoder, resize=resize, video=video,
                        kb_per_video=np.mean(record_bytes) / 1e3,
                        kb_per_frame=np.sum(record_bytes) / sum(r["num_frames"] for r in records) / 1e3,
                        decode_clips_s=1 / decode_s, pipeline_clips_s=1 / pipeline_s, ratio=pipeline_s / decode_s))
@@ -204,9 +206,10 @@ def device_crop_cost(num_clips: int = 4) -> tuple[str, float]:
 
 
 def table(rows: Sequence[dict]) -> str:
+  videos = " + ".join(dict.fromkeys(r["video"] for r in rows))  # What the shards hold: size, frames per video.
   lines = [
-      f"| shards | decoder | crops | KB / video ({FLAGS.frames_per_video} fr) | KB / frame | decode only "
-      f"(clips / CPU s) | pipeline, {FLAGS.repeated_aug} crops (clips / CPU s) | samples / CPU s | pipeline / decode |",
+      f"| shards | decoder | crops | KB / video ({videos}) | KB / frame | decode only (clips / CPU s) | "
+      f"pipeline, {FLAGS.repeated_aug} crops (clips / CPU s) | samples / CPU s | pipeline / decode |",
       "|---|---|---|---|---|---|---|---|---|",
   ]
   for r in rows:
@@ -225,7 +228,7 @@ def main(argv: Sequence[str]) -> None:
       rows = run(workdir)
   print()
   print(f"Per worker (1 process, 1 thread, CPU time); {FLAGS.num_frames} frames at stride {FLAGS.stride} from "
-        f"{FLAGS.height}x{FLAGS.width} videos -> {FLAGS.repeated_aug} x {FLAGS.image_size}^2 crops; "
+        f"{rows[0]['video'] if rows else 'no'} videos -> {FLAGS.repeated_aug} x {FLAGS.image_size}^2 crops; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
   print()
   print(table(rows))

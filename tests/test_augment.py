@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videomae_jax import augment
-from videomae_jax.augment import rand_augment, spatial, temporal
+from videomae_jax.augment import rand_augment, spatial
 from videomae_jax.augment.rand_augment import RandAugment
+from videomae_jax.augment.random_erasing import random_erasing
+from videomae_jax.data import temporal, transforms
 
 
 def _clip(frames=4, height=32, width=48, seed=0):
@@ -77,11 +78,16 @@ def test_random_resized_crop_box_in_range_and_fallback():
   assert spatial.random_resized_crop_box(rng, 100, 110, scale=(2.0, 3.0)) == (0, 0, 100, 110)
 
 
-def test_resize_bilinear_matches_torch_interpolate():
+@pytest.mark.parametrize("backend", ["cv2", "numpy"])
+def test_resize_bilinear_matches_torch_interpolate(backend, monkeypatch):
   torch = pytest.importorskip("torch")
+  if backend == "numpy":
+    monkeypatch.setattr(transforms, "cv2", None)
+  elif transforms.cv2 is None:
+    pytest.skip("OpenCV not installed")
   clip = _clip(frames=2, height=20, width=30)
   for out_h, out_w in ((12, 17), (40, 45), (20, 30)):
-    ours = spatial.resize_bilinear(clip, out_h, out_w)
+    ours = transforms.resize(clip, out_h, out_w)
     tensor = torch.from_numpy(clip.astype(np.float32)).permute(0, 3, 1, 2)
     ref = torch.nn.functional.interpolate(tensor, size=(out_h, out_w), mode="bilinear", align_corners=False)
     ref = np.clip(np.rint(ref.permute(0, 2, 3, 1).numpy()), 0, 255)
@@ -90,16 +96,16 @@ def test_resize_bilinear_matches_torch_interpolate():
 
 def test_train_transform_shape_flip_and_determinism():
   clip = _clip(frames=4, height=40, width=56)
-  transform = augment.FinetuneTrainTransform(size=24, flip=False)
+  transform = spatial.FinetuneTrainTransform(size=24, flip=False)
   out = transform(clip, np.random.default_rng(0))
   assert out.shape == (4, 24, 24, 3) and out.dtype == np.uint8
   np.testing.assert_array_equal(out, transform(clip, np.random.default_rng(0)))
   # No RandAugment, full-frame crop box: the flip is a mirror of the plain resize.
-  plain = augment.FinetuneTrainTransform(size=24, rand_augment=None, scale=(1.0, 1.0), ratio=(1.4, 1.4), flip=True)
+  plain = spatial.FinetuneTrainTransform(size=24, rand_augment=None, scale=(1.0, 1.0), ratio=(1.4, 1.4), flip=True)
   flips = 0
   for seed in range(20):
     out = plain(clip, np.random.default_rng(seed))
-    resized = spatial.resize_bilinear(clip, 24, 24)
+    resized = transforms.resize(clip, 24, 24)
     if np.array_equal(out, resized[:, :, ::-1]):
       flips += 1
     else:
@@ -109,17 +115,17 @@ def test_train_transform_shape_flip_and_determinism():
 
 def test_test_crops_along_the_long_side():
   landscape = _clip(frames=2, height=224, width=298)
-  crops = spatial.spatial_crops(landscape, 224, 3)
+  crops = transforms.spatial_crops(landscape, 224, 3)
   assert crops.shape == (3, 2, 224, 224, 3)
   for crop, left in zip(crops, (0, 37, 74)):
     np.testing.assert_array_equal(crop, landscape[:, :, left:left + 224])
   portrait = _clip(frames=1, height=300, width=224)
-  crops = spatial.spatial_crops(portrait, 224, 3)
+  crops = transforms.spatial_crops(portrait, 224, 3)
   for crop, top in zip(crops, (0, 38, 76)):
     np.testing.assert_array_equal(crop, portrait[:, top:top + 224])
-  np.testing.assert_array_equal(spatial.spatial_crops(landscape, 224, 1)[0], landscape[:, :, 37:261])
-  assert spatial.short_side_size(256, 340, 224) == (224, 297)
-  assert spatial.resize_short_side(_clip(frames=1, height=64, width=96), 32).shape == (1, 32, 48, 3)
+  np.testing.assert_array_equal(transforms.spatial_crops(landscape, 224, 1)[0], landscape[:, :, 37:261])
+  assert transforms.short_side_size(256, 340, 224) == (224, 297)
+  assert transforms.resize_short_side(_clip(frames=1, height=64, width=96), 32).shape == (1, 32, 48, 3)
 
 
 def test_temporal_views():
@@ -137,7 +143,7 @@ def test_temporal_views():
 # --- random erasing (device) ------------------------------------------------------------------------------------
 def test_random_erasing_one_box_per_clip_on_every_frame():
   video = jnp.full((200, 2, 16, 20, 3), 7.0)
-  erase = jax.jit(lambda key, probability: augment.random_erasing(key, video, probability))
+  erase = jax.jit(lambda key, probability: random_erasing(key, video, probability))
   changed = np.asarray(erase(jax.random.key(0), 1.0)) != 7.0
   for clip in changed:
     box = clip[0].any(-1)                            # [H, W]
@@ -148,32 +154,7 @@ def test_random_erasing_one_box_per_clip_on_every_frame():
     assert 0.02 * 320 * 0.5 <= height * width <= 320 / 3 * 1.5
   erased = (np.asarray(erase(jax.random.key(1), 0.25)) != 7.0).reshape(200, -1).any(axis=1)
   assert 0.15 < erased.mean() < 0.35                # probability 0.25 per clip
-  np.testing.assert_array_equal(augment.random_erasing(jax.random.key(0), video, 0.0), video)
-
-
-# --- the fine-tuning input stream -------------------------------------------------------------------------------
-def test_finetune_dataset_batches_repeated_augmentations_with_labels(tmp_path):
-  from tests.test_evaluate import write_labeled_shards
-  from videomae_jax import default_config
-  from videomae_jax.augment import input as finetune_input
-  config = default_config.finetune_config("custom")
-  config.model.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64, patch_size=8, num_frames=4, image_size=16,
-                           num_classes=3))
-  config.data.sources = [dict(name="tiny", path=write_labeled_shards(str(tmp_path / "shards")), stride=2, weight=1)]
-  config.data.num_workers = 0
-  config.batch_size = 8
-  batches = [next(iter(finetune_input.make_finetune_dataset(config, process_index=0, process_count=1, seed=3)))
-             for _ in range(2)]
-  batch = batches[0]
-  assert batch["video"].shape == (8, 4, 16, 16, 3) and batch["video"].dtype == np.uint8
-  labels = batch["label"]
-  np.testing.assert_array_equal(labels[0::2], labels[1::2])          # the 2 views of a clip are neighbours
-  assert set(labels.tolist()) <= {0, 1, 2}
-  assert not np.array_equal(batch["video"][0], batch["video"][1])   # independent augmentations
-  np.testing.assert_array_equal(batches[0]["video"], batches[1]["video"])   # same seed, same batch
-  config.data.sampling = "segment"
-  batch = next(iter(finetune_input.make_finetune_dataset(config, process_index=0, process_count=1, seed=3)))
-  assert batch["video"].shape == (8, 4, 16, 16, 3)
+  np.testing.assert_array_equal(random_erasing(jax.random.key(0), video, 0.0), video)
 
 
 def test_random_segment_indices():

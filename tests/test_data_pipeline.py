@@ -1,13 +1,16 @@
-"""The grain pipeline: shapes, repeated augmentation, checkpointable state, process sharding, mixing, eval."""
+"""The grain pipeline: shapes, repeated augmentation, checkpointable state, process sharding, mixing, test views."""
 import collections
+import os
 
 import jax
 import numpy as np
 import pytest
 
 from videomae_jax import default_config
+from videomae_jax import normalization
 from videomae_jax.data import demo
 from videomae_jax.data import pipeline
+from videomae_jax.data import temporal
 from videomae_jax.data import transforms
 
 
@@ -27,6 +30,7 @@ def _config(path, *, batch_size=8, repeated_aug=4, num_frames=8, image_size=32, 
   config.data.sources = sources or [dict(name="demo", path=path, num_videos=12, stride=2, weight=1)]
   config.data.repeated_aug = repeated_aug
   config.data.num_workers = 0
+  config.eval.num_workers = 0
   config.data.crop_on_device = crop_on_device
   return config
 
@@ -35,22 +39,23 @@ def _take(iterator, n):
   return [next(iterator) for _ in range(n)]
 
 
+def _pretrain(config, **kwargs):
+  return pipeline.make_dataset(config, mode="pretrain", process_index=0, process_count=1, **kwargs)
+
+
 def test_batches_have_the_documented_shapes_and_dtypes(demo_shards):
-  batch = next(iter(pipeline.make_pretrain_dataset(_config(demo_shards), process_index=0, process_count=1,
-                                                   seed=0)))
+  batch = next(iter(_pretrain(_config(demo_shards), seed=0)))
   assert set(batch) == {"video", "label", "source"}
   assert batch["video"].shape == (8, 8, 32, 32, 3) and batch["video"].dtype == np.uint8
   assert batch["label"].dtype == np.int32 and batch["source"].dtype == np.int32
   assert set(batch["label"].tolist()) <= {0, 1, 2, 3}
   assert (batch["source"] == 0).all()
-  shapes = pipeline.batch_shapes(_config(demo_shards))
-  assert shapes["video"] == ((8, 8, 32, 32, 3), np.uint8)
+  assert (batch["video"].shape, batch["video"].dtype) == ((8, 8, 32, 32, 3), np.uint8)
 
 
 @pytest.mark.parametrize("crop_on_device", [False, True])
 def test_restored_iterator_state_gives_the_same_next_batches(demo_shards, crop_on_device):
-  dataset = pipeline.make_pretrain_dataset(_config(demo_shards, crop_on_device=crop_on_device), process_index=0,
-                                           process_count=1, seed=3)
+  dataset = _pretrain(_config(demo_shards, crop_on_device=crop_on_device), seed=3)
   iterator = iter(dataset)
   _take(iterator, 3)
   state = iterator.get_state()
@@ -65,7 +70,7 @@ def test_restored_iterator_state_gives_the_same_next_batches(demo_shards, crop_o
 @pytest.mark.slow
 def test_restored_state_with_worker_processes(demo_shards):
   config = _config(demo_shards)
-  dataset = pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=3, num_workers=2)
+  dataset = _pretrain(config, seed=3, num_workers=2)
   iterator = iter(dataset)
   _take(iterator, 3)
   state = iterator.get_state()
@@ -75,7 +80,7 @@ def test_restored_state_with_worker_processes(demo_shards):
   restored.set_state(state)
   got = _take(restored, 2)
   restored.close()
-  in_process = _take(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=3)), 5)
+  in_process = _take(iter(_pretrain(config, seed=3)), 5)
   for want, have, same in zip(expected, got, in_process[3:]):
     for key in want:
       np.testing.assert_array_equal(have[key], want[key])
@@ -84,7 +89,7 @@ def test_restored_state_with_worker_processes(demo_shards):
 
 def test_repeated_augmentation_gives_different_crops_of_one_clip(demo_shards):
   config = _config(demo_shards, batch_size=16, repeated_aug=4, num_frames=8, image_size=32)
-  batch = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)))
+  batch = next(iter(_pretrain(config, seed=0)))
   video = batch["video"].reshape(4, 4, 8, 32, 32, 3).astype(np.int32)
   labels = batch["label"].reshape(4, 4)
   assert (labels == labels[:, :1]).all()
@@ -116,38 +121,40 @@ def test_multiscale_crops_shapes_and_variation():
   crops = transforms.multiscale_crops(clip, np.random.default_rng(0), num_crops=6, output_size=24)
   assert crops.shape == (6, 4, 24, 24, 3) and crops.dtype == np.uint8
   assert len({crops[r].tobytes() for r in range(6)}) >= 5
-  center = transforms.center_crop(clip, 24)
+  center = transforms.short_side_crops(clip, 24, 1)[0]
   assert center.shape == (4, 24, 24, 3)
 
 
 def test_clip_indices_with_stride_and_short_videos():
   rng = np.random.default_rng(0)
-  indices = transforms.random_clip_indices(100, 16, 4, rng)
+  indices = temporal.random_clip_indices(100, 16, 4, rng)
   assert (np.diff(indices) == 4).all() and 0 <= indices[0] <= 100 - 61
-  np.testing.assert_array_equal(transforms.random_clip_indices(10, 4, 4, rng), [0, 4, 8, 9])
-  np.testing.assert_array_equal(transforms.center_clip_indices(100, 4, 2), [46, 48, 50, 52])
+  np.testing.assert_array_equal(temporal.random_clip_indices(10, 4, 4, rng), [0, 4, 8, 9])
+  np.testing.assert_array_equal(temporal.center_clip_indices(100, 4, 2), [46, 48, 50, 52])
 
 
 def test_process_sharding_partitions_the_global_stream(demo_shards):
   config = _config(demo_shards)
+  config.eval.path = demo_shards
 
   def paths(process_index, process_count, n, mode):
-    stream, _ = pipeline.record_stream(config, mode=mode, process_index=process_index,
-                                       process_count=process_count, seed=0, global_batch=4)
+    stream = pipeline.record_stream(config, mode=mode, process_index=process_index, process_count=process_count,
+                                    seed=0, global_batch=4)
     return [stream[i].get("path", "<pad>") for i in range(n)]
 
   whole = paths(0, 1, 40, "pretrain")
   assert paths(0, 2, 20, "pretrain") == whole[0::2]
   assert paths(1, 2, 20, "pretrain") == whole[1::2]
-  # Eval: every record exactly once, disjoint between processes (12 records, padded to 12).
-  first, second = paths(0, 2, 6, "eval"), paths(1, 2, 6, "eval")
+  # Test: every record exactly once, disjoint between processes (12 records, padded to 12).
+  first, second = paths(0, 2, 6, "test"), paths(1, 2, 6, "test")
   assert not set(first) & set(second)
   assert len(set(first) | set(second)) == 12
 
 
 def test_eval_pass_sees_every_video_once_and_pads(demo_shards):
   config = _config(demo_shards)
-  batches = list(pipeline.make_eval_dataset(config, process_index=0, process_count=1, batch_size=5))
+  config.eval.update(path=demo_shards, num_clips=1, num_crops=1)
+  batches = list(pipeline.make_dataset(config, mode="test", process_index=0, process_count=1, batch_size=5))
   assert len(batches) == 3
   labels = np.concatenate([b["label"] for b in batches])
   assert (labels[12:] == -1).all() and (labels[:12] >= 0).all()
@@ -159,12 +166,13 @@ def test_mixing_by_weight_with_per_source_stride_and_labels(demo_shards):
   sources = [dict(name="a", path=demo_shards, num_videos=12, stride=2, weight=3),
              dict(name="b", path=demo_shards, num_videos=12, stride=1, weight=1, label_map="none")]
   config = _config(demo_shards, batch_size=32, repeated_aug=1, num_frames=4, sources=sources)
-  stream, options = pipeline.record_stream(config, mode="pretrain", process_index=0, process_count=1, seed=0,
-                                           global_batch=32)
-  assert options.strides == (2, 1)
+  stream = pipeline.record_stream(config, mode="pretrain", process_index=0, process_count=1, seed=0,
+                                  global_batch=32)
   counts = collections.Counter(stream[i]["_source"] for i in range(400))
+  strides = {stream[i]["_source"]: stream[i]["_stride"] for i in range(400)}
+  assert (strides[0], strides[1]) == (2, 1)
   assert counts[0] == 300 and counts[1] == 100
-  batch = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)))
+  batch = next(iter(_pretrain(config, seed=0)))
   assert ((batch["source"] == 1) == (batch["label"] == -1)).all()
   assert (batch["label"][batch["source"] == 0] >= 0).all()
 
@@ -172,7 +180,7 @@ def test_mixing_by_weight_with_per_source_stride_and_labels(demo_shards):
 def test_candidate_frames_for_adaptive_selection(demo_shards):
   config = _config(demo_shards, num_frames=8)
   config.data.num_candidate_frames = 12
-  batch = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)))
+  batch = next(iter(_pretrain(config, seed=0)))
   assert batch["video"].shape[1] == 12
   assert pipeline.candidate_frame_count(16) == 24
   config.data.num_candidate_frames = 9
@@ -183,41 +191,40 @@ def test_candidate_frames_for_adaptive_selection(demo_shards):
 def test_errors_say_how_to_fix(demo_shards):
   config = _config(demo_shards, batch_size=6, repeated_aug=4)
   with pytest.raises(ValueError, match="repeated_aug"):
-    pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)
+    _pretrain(config, seed=0)
   config = _config(demo_shards, sources=[dict(name="k710", path="", stride=4, weight=1)])
   with pytest.raises(ValueError, match="build_shards"):
-    pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)
-  with pytest.raises(NotImplementedError, match=r"\[5/8\]"):
-    pipeline.make_dataset(_config(demo_shards), mode="test", process_index=0, process_count=1)
+    _pretrain(config, seed=0)
+  with pytest.raises(ValueError, match="'pretrain', 'finetune', 'test'"):
+    pipeline.make_dataset(_config(demo_shards), mode="eval", process_index=0, process_count=1)
 
 
-def test_global_batches_on_one_cpu_device(demo_shards):
+def test_batches_become_global_arrays_and_normalize_on_device(demo_shards):
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-  dataset = pipeline.make_pretrain_dataset(_config(demo_shards), process_index=0, process_count=1, seed=0)
-  local = next(iter(dataset))
-  batch = next(pipeline.global_batches(iter(dataset), sharding))
+  local = next(iter(_pretrain(_config(demo_shards), seed=0)))
+  batch = {key: jax.make_array_from_process_local_data(sharding, value) for key, value in local.items()}  # As train.py.
   assert isinstance(batch["video"], jax.Array) and batch["video"].shape == (8, 8, 32, 32, 3)
   assert batch["video"].sharding == sharding
   np.testing.assert_array_equal(np.asarray(batch["video"]), local["video"])
-  normalized = jax.jit(pipeline.normalize)(batch["video"])
-  expected = (local["video"] / 255.0 - np.array(transforms.IMAGENET_MEAN)) / np.array(transforms.IMAGENET_STD)
+  normalized = jax.jit(normalization.normalize)(batch["video"])
+  expected = ((local["video"] / 255.0 - np.array(normalization.IMAGENET_MEAN)) /
+              np.array(normalization.IMAGENET_STD))
   np.testing.assert_allclose(np.asarray(normalized), expected, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(pipeline.denormalize(normalized)), local["video"] / 255.0, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(normalization.denormalize(normalized)), local["video"] / 255.0, atol=1e-5)
 
 
-def test_opencv_and_pil_resizes_agree(monkeypatch):
+def test_opencv_and_numpy_resizes_agree(monkeypatch):
   if transforms.resize_backend() != "cv2":
-    pytest.skip("OpenCV not installed: only the PIL path exists here")
+    pytest.skip("OpenCV not installed: only the numpy path exists here")
   yy, xx = np.mgrid[0:60, 0:80]
   smooth = np.stack([127 + 100 * np.sin(xx / 7.0), 127 + 100 * np.cos(yy / 5.0), (xx + yy) * 1.5], -1)
   clip = np.stack([smooth, smooth[::-1]]).astype(np.uint8)
   box = (6, 4, 50, 44)
   with_cv2 = transforms.crop_resize(clip, box, 32).astype(int)
-  monkeypatch.setattr(transforms, "_cv2", None)
-  monkeypatch.setattr(transforms, "_cv2_checked", True)
-  with_pil = transforms.crop_resize(clip, box, 32).astype(int)
-  assert np.abs(with_cv2 - with_pil).mean() < 1.5
+  monkeypatch.setattr(transforms, "cv2", None)
+  with_numpy = transforms.crop_resize(clip, box, 32).astype(int)
+  assert np.abs(with_cv2 - with_numpy).mean() < 1.5
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -228,9 +235,10 @@ def test_opencv_and_pil_resizes_agree(monkeypatch):
 def test_device_crop_batches_carry_each_clip_once_with_its_boxes(demo_shards):
   config = _config(demo_shards, batch_size=16, repeated_aug=4, crop_on_device=True)
   assert pipeline.crop_canvas(config) == (64, 64)  # From dataset.json's max_frame_size.
-  batch = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)))
+  batch = next(iter(_pretrain(config, seed=0)))
   assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
-      k: (shape, np.dtype(dtype)) for k, (shape, dtype) in pipeline.batch_shapes(config).items()}
+      "video": ((4, 8, 64, 64, 3), np.uint8), "crops": ((4, 4, 5), np.int32), "label": ((4,), np.int32),
+      "source": ((4,), np.int32)}
   assert batch["video"].shape == (4, 8, 64, 64, 3) and batch["crops"].shape == (4, 4, 5)
   x, y, w, h, flip = np.moveaxis(batch["crops"], -1, 0)
   assert (x >= 0).all() and (y >= 0).all() and (x + w <= 64).all() and (y + h <= 64).all()
@@ -245,7 +253,7 @@ def test_device_crops_give_the_host_views_within_one_gray_level(demo_shards):
   for on_device in (False, True):
     config = _config(demo_shards, batch_size=16, repeated_aug=4, crop_on_device=on_device)
     config.data.flip = True
-    views[on_device] = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=5)))
+    views[on_device] = next(iter(_pretrain(config, seed=5)))
   canvas = views[True]
   assert canvas["crops"][..., 4].any() and not canvas["crops"][..., 4].all()
   cut = np.asarray(jax.jit(device_crops.crop_resize, static_argnums=2)(canvas["video"], canvas["crops"], 32))
@@ -257,7 +265,7 @@ def test_device_crops_give_the_host_views_within_one_gray_level(demo_shards):
 def test_clips_larger_than_the_canvas_are_shrunk_into_it(demo_shards):
   config = _config(demo_shards, batch_size=8, repeated_aug=2, crop_on_device=True)
   config.data.crop_canvas = (40, 48)
-  batch = next(iter(pipeline.make_pretrain_dataset(config, process_index=0, process_count=1, seed=0)))
+  batch = next(iter(_pretrain(config, seed=0)))
   assert batch["video"].shape == (4, 8, 40, 48, 3)
   x, y, w, h, _ = np.moveaxis(batch["crops"], -1, 0)
   assert (x + w <= 40).all() and (y + h <= 40).all()   # 64x64 frames become 40x40 ...
@@ -283,11 +291,111 @@ def test_canvas_errors_say_how_to_fix(demo_shards, tmp_path):
 
 def test_a_record_with_a_wrong_frame_size_is_still_placed(demo_shards):
   from videomae_jax.data import shards  # pylint: disable=import-outside-toplevel
-  record = dict(shards.read_all_records(demo_shards)[0], _source=0)
-  options = pipeline.ClipOptions(mode="pretrain", clip_length=4, image_size=32, strides=(2,), num_crops=2,
-                                 crop_canvas=(64, 64))
-  augment = pipeline._DecodeAndAugment(options)  # pylint: disable=protected-access
-  right = augment.random_map([record], np.random.default_rng(0))
-  wrong = augment.random_map([dict(record, height=48, width=40)], np.random.default_rng(0))
+  record = dict(shards.read_all_records(demo_shards)[0], _source=0, _stride=2)
+  views = pipeline.PretrainViews(clip_length=4, image_size=32, repeats=2, crop_canvas=(64, 64))
+  right = views.random_map([record], np.random.default_rng(0))
+  wrong = views.random_map([dict(record, height=48, width=40)], np.random.default_rng(0))
   for key in right:
     np.testing.assert_array_equal(wrong[key], right[key])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Fine-tuning and test streams on a tiny labeled set.
+# ------------------------------------------------------------------------------------------------------------
+
+
+def write_labeled_shards(folder, num_videos=5, num_classes=3, frames=12, height=20, width=28):
+  """A shard folder of `num_videos` JPEG-frame videos of random pixels, labels i % num_classes."""
+  from videomae_jax.data import encoding, shards  # pylint: disable=import-outside-toplevel
+  os.makedirs(folder, exist_ok=True)
+  rng = np.random.default_rng(0)
+  records = []
+  for i in range(num_videos):
+    clip = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+    records.append(shards.serialize_record(dict(
+        format="jpeg", frames=encoding.encode_jpeg_frames(clip), num_frames=frames, fps=10.0, height=height,
+        width=width, label=i % num_classes, label_name=f"class{i % num_classes}", source="tiny", path=f"{i}.mp4")))
+  name = shards.shard_file_name("tiny", 0, 1)
+  shards.write_array_record_atomically(os.path.join(folder, name), records)
+  shards.write_json_atomically(os.path.join(folder, shards.DESCRIPTION_FILE), dict(
+      format_version=1, labels=[f"class{c}" for c in range(num_classes)], shards=[dict(file=name)]))
+  return folder
+
+
+def _tiny_classifier_config(shard_dir):
+  config = default_config.finetune_config("custom")
+  config.model.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64, patch_size=8, num_frames=4, image_size=16,
+                           num_classes=3))
+  config.data.sources = [dict(name="tiny", path=shard_dir, stride=2, weight=1)]
+  config.data.num_workers = 0
+  config.eval.update(dict(path=shard_dir, num_clips=2, num_crops=3, stride=2, num_workers=0))
+  return config
+
+
+def test_finetune_dataset_batches_repeated_augmentations_with_labels(tmp_path):
+  config = _tiny_classifier_config(write_labeled_shards(str(tmp_path / "shards")))
+  config.batch_size = 8
+  finetune = lambda: pipeline.make_dataset(config, mode="finetune", process_index=0, process_count=1, seed=3)
+  batches = [next(iter(finetune())) for _ in range(2)]
+  batch = batches[0]
+  assert batch["video"].shape == (8, 4, 16, 16, 3) and batch["video"].dtype == np.uint8
+  labels = batch["label"]
+  np.testing.assert_array_equal(labels[0::2], labels[1::2])          # the 2 views of a clip are neighbours
+  assert set(labels.tolist()) <= {0, 1, 2}
+  assert not np.array_equal(batch["video"][0], batch["video"][1])   # independent augmentations
+  np.testing.assert_array_equal(batches[0]["video"], batches[1]["video"])   # same seed, same batch
+  config.data.sampling = "segment"
+  batch = next(iter(finetune()))
+  assert batch["video"].shape == (8, 4, 16, 16, 3)
+
+
+@pytest.mark.parametrize("process_count", [1, 2])
+def test_test_mode_gives_every_video_once_with_its_views(tmp_path, process_count):
+  from videomae_jax.data import shards  # pylint: disable=import-outside-toplevel
+  config = _tiny_classifier_config(write_labeled_shards(str(tmp_path / "shards")))
+  config.eval.batch_size = 2  # Videos per global batch: 5 videos -> 3 batches, the last one padded.
+  records = shards.read_all_records(config.eval.path)
+  videos, labels = {}, {}
+  for process in range(process_count):
+    batches = list(pipeline.make_dataset(config, mode="test", process_index=process, process_count=process_count))
+    assert len(batches) == 3
+    for j, batch in enumerate(batches):
+      local = 2 // process_count
+      assert batch["video"].shape == (local * 6, 4, 16, 16, 3) and batch["label"].shape == (local,)
+      for i in range(local):
+        index = (j * local + i) * process_count + process  # Global position: strided over the processes.
+        videos[index], labels[index] = batch["video"][i * 6:(i + 1) * 6], int(batch["label"][i])
+  assert sorted(videos) == list(range(6))
+  for index, record in enumerate(records):
+    assert labels[index] == record["label"]
+    np.testing.assert_array_equal(videos[index], pipeline.test_views(record, config))
+  assert labels[5] == -1 and not videos[5].any()
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cv2"])
+def test_test_views_are_the_evaluate_views(tmp_path, monkeypatch, backend):
+  """The views evaluate.record_views made: 'uniform' clips, the short side resized (torch bilinear), crops along
+  the long side. Exact with the numpy resize it used; OpenCV's within one gray level."""
+  from videomae_jax.data import decoding, shards  # pylint: disable=import-outside-toplevel
+  config = _tiny_classifier_config(write_labeled_shards(str(tmp_path / "shards")))
+  config.eval.short_side = 18
+  record = shards.read_all_records(config.eval.path)[1]
+  # 12 frames, 4 at stride 2, 2 clips: span 8, starts 0 and 4. Frames 20x28 -> 18x25; crops 16 at top 1, left
+  # int(i * 9 / 2) = 0, 4, 9.
+  frames = decoding.decode_clip(record, range(12))
+  monkeypatch.setattr(transforms, "cv2", None)
+  old = []
+  for start in (0, 4):
+    resized = transforms.resize(frames[start:start + 8:2], 18, 25)
+    old.extend(resized[:, 1:17, left:left + 16] for left in (0, 4, 9))
+  old = np.stack(old).astype(int)
+  if backend == "cv2":
+    monkeypatch.undo()
+    if transforms.cv2 is None:
+      pytest.skip("OpenCV not installed")
+  views = pipeline.test_views(record, config).astype(int)
+  assert views.shape == (6, 4, 16, 16, 3)
+  if backend == "numpy":
+    np.testing.assert_array_equal(views, old)
+  else:
+    assert np.abs(views - old).max() <= 1

@@ -1,8 +1,9 @@
 """VideoMAE V2 pretraining objective: normalized-tubelet targets and the masked reconstruction loss.
 
-Targets (VideoMAE V2's official objective): un-normalize the ImageNet-normalized clip, cut it into tubelets
-(b, (t h w), (p0 p1 p2), c), normalize each tubelet per channel by its mean and unbiased std (+1e-6 on the std),
-flatten channel-fastest (p0 p1 p2 c) -> 3 * tubelet * P * P values per token.
+Targets (the official VideoMAE V2 `engine_for_pretraining.py` with `normlize_target`): un-normalize the
+ImageNet-normalized clip, cut it into tubelets (b, (t h w), (p0 p1 p2), c), normalize each tubelet per channel by
+its mean and unbiased std (+1e-6 on the std), flatten channel-fastest (p0 p1 p2 c) -> 3 * tubelet * P * P values
+per token.
 Loss: MSE over the values, then the mean over loss tokens (encoder-hidden and decoder-kept). Float32 throughout.
 """
 from __future__ import annotations

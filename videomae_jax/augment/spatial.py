@@ -1,21 +1,23 @@
-"""Spatial geometry of fine-tuning and testing, on uint8 clips [T, H, W, 3] (numpy, for the data workers).
+"""Fine-tuning's spatial augmentation on uint8 clips [T, H, W, 3] (numpy, for the data workers).
 
-Training (official VideoMAE V2 `spatial_sampling(..., aspect_ratio=(0.75, 4/3), scale=(0.08, 1.0))`):
-  `random_resized_crop_box`: up to 10 tries of area ~ U(scale) * H * W and aspect exp(U(log ratio)),
-  w = round(sqrt(area * aspect)), h = round(sqrt(area / aspect)), accepted when 0 < w <= W and 0 < h <= H, top-left
-  uniform (inclusive); otherwise a centre crop with the aspect clamped into `ratio`. One box per clip.
-  The box is resized to size x size with bilinear interpolation, align_corners=False and no antialiasing
-  (`torch.nn.functional.interpolate(mode='bilinear')`), then the clip is flipped horizontally with probability
-  0.5 (not for SSv2, where left/right is in the label).
-Testing: the short side is resized to `size` (bilinear), then `num_crops` crops of size x size are spread evenly
-along the long side (3: left/centre/right or top/centre/bottom; 1: centre).
+Official VideoMAE V2 `spatial_sampling(..., aspect_ratio=(0.75, 4/3), scale=(0.08, 1.0))`:
+`random_resized_crop_box` makes up to 10 tries of area ~ U(scale) * H * W and aspect exp(U(log ratio)),
+w = round(sqrt(area * aspect)), h = round(sqrt(area / aspect)), accepted when 0 < w <= W and 0 < h <= H, top-left
+uniform (inclusive); otherwise a centre crop with the aspect clamped into `ratio`. One box per clip, resized to
+size x size with videomae_jax.data.transforms.resize (bilinear, align_corners=False, no antialiasing: torch
+`interpolate(mode='bilinear')`), then the clip is flipped horizontally with probability 0.5 (not for SSv2, where
+left/right is in the label).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import List, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
+
+from videomae_jax.augment.rand_augment import RandAugment
+from videomae_jax.data import transforms
 
 DEFAULT_SCALE = (0.08, 1.0)
 DEFAULT_RATIO = (0.75, 4.0 / 3.0)
@@ -48,77 +50,37 @@ def random_resized_crop_box(rng: np.random.Generator, height: int, width: int,
   return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
 
 
-def _linear_taps(size_in: int, size_out: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """PyTorch bilinear, align_corners=False: (low index, high index, weight of high) per output position."""
-  scale = size_in / size_out
-  source = np.maximum((np.arange(size_out, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
-  low = np.minimum(np.floor(source).astype(np.int64), size_in - 1)
-  high = np.minimum(low + 1, size_in - 1)
-  return low, high, (source - low).astype(np.float32)
+@dataclasses.dataclass(frozen=True)
+class FinetuneTrainTransform:
+  """RandAugment -> random resized crop -> flip, identical on every frame of a clip.
 
+  __call__(frames uint8 [T, H, W, 3], rng, out=None) -> uint8 [T, size, size, 3] (written into `out` if given).
+  """
+  size: int
+  rand_augment: Optional[RandAugment] = RandAugment()
+  scale: Tuple[float, float] = DEFAULT_SCALE
+  ratio: Tuple[float, float] = DEFAULT_RATIO
+  flip: bool = True
 
-def resize_bilinear(frames: np.ndarray, out_height: int, out_width: int) -> np.ndarray:
-  """[T, H, W, C] uint8 -> [T, out_height, out_width, C] uint8, torch bilinear (align_corners=False), rounded."""
-  _, height, width, _ = frames.shape
-  if (height, width) == (out_height, out_width):
-    return frames
-  y_low, y_high, y_weight = _linear_taps(height, out_height)
-  x_low, x_high, x_weight = _linear_taps(width, out_width)
-  values = frames.astype(np.float32)
-  rows = values[:, y_low] * (1 - y_weight)[None, :, None, None] + values[:, y_high] * y_weight[None, :, None, None]
-  out = rows[:, :, x_low] * (1 - x_weight)[None, None, :, None] + rows[:, :, x_high] * x_weight[None, None, :, None]
-  return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+  @classmethod
+  def from_config(cls, config: Any) -> "FinetuneTrainTransform":
+    """config.model.image_size and config.augment.{rand_augment, crop_scale, crop_ratio, flip}."""
+    aug = config.augment
+    spec = aug.get("rand_augment", "") or ""
+    return cls(size=int(config.model.image_size),
+               rand_augment=RandAugment.from_string(spec) if spec else None,
+               scale=tuple(float(v) for v in aug.get("crop_scale", DEFAULT_SCALE)),
+               ratio=tuple(float(v) for v in aug.get("crop_ratio", DEFAULT_RATIO)),
+               flip=bool(aug.get("flip", True)))
 
-
-def random_resized_crop(frames: np.ndarray, rng: np.random.Generator, size: int,
-                        scale: Sequence[float] = DEFAULT_SCALE,
-                        ratio: Sequence[float] = DEFAULT_RATIO) -> np.ndarray:
-  """[T, H, W, C] -> [T, size, size, C]: one random box for the whole clip, resized bilinearly."""
-  top, left, crop_h, crop_w = random_resized_crop_box(rng, frames.shape[1], frames.shape[2], scale, ratio)
-  return resize_bilinear(frames[:, top:top + crop_h, left:left + crop_w], size, size)
-
-
-def random_horizontal_flip(frames: np.ndarray, rng: np.random.Generator, prob: float = 0.5) -> np.ndarray:
-  if rng.random() < prob:
-    return frames[:, :, ::-1]
-  return frames
-
-
-def short_side_size(height: int, width: int, size: int) -> Tuple[int, int]:
-  """Output (height, width) with the short side equal to `size` (the long side truncated, as the official Resize)."""
-  if height <= width:
-    return size, int(size * width / height)
-  return int(size * height / width), size
-
-
-def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
-  out_h, out_w = short_side_size(frames.shape[1], frames.shape[2], size)
-  return resize_bilinear(frames, out_h, out_w)
-
-
-def crop_offsets(long_side: int, size: int, num_crops: int) -> List[int]:
-  """Start offsets of `num_crops` crops along the long side: int(i * (long - size) / (n - 1)); 1 crop: centred."""
-  if size > long_side:
-    raise ValueError(f"crop {size} is larger than the frame side {long_side}; resize the short side first.")
-  if num_crops == 1:
-    return [(long_side - size) // 2]
-  step = (long_side - size) / (num_crops - 1)
-  return [int(i * step) for i in range(num_crops)]
-
-
-def spatial_crops(frames: np.ndarray, size: int, num_crops: int) -> np.ndarray:
-  """[T, H, W, C] with min(H, W) == size -> [num_crops, T, size, size, C]: crops along the long side (3: left/
-  centre/right for landscape, top/centre/bottom for portrait). Also centres the short side if it exceeds `size`."""
-  _, height, width, _ = frames.shape
-  if min(height, width) < size:
-    raise ValueError(f"frames {height}x{width} are smaller than the crop {size}; resize the short side first.")
-  crops = []
-  if height >= width:
-    left = (width - size) // 2
-    for top in crop_offsets(height, size, num_crops):
-      crops.append(frames[:, top:top + size, left:left + size])
-  else:
-    top = (height - size) // 2
-    for left in crop_offsets(width, size, num_crops):
-      crops.append(frames[:, top:top + size, left:left + size])
-  return np.stack(crops)
+  def __call__(self, frames: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+      raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}.")
+    if self.rand_augment is not None:
+      frames = self.rand_augment(frames, rng)
+    top, left, crop_h, crop_w = random_resized_crop_box(rng, frames.shape[1], frames.shape[2], self.scale,
+                                                        self.ratio)
+    # The flip coin is drawn after the box, as the official loader does.
+    return transforms.crop_resize(frames, (left, top, crop_w, crop_h), self.size,
+                                  flip=self.flip and rng.random() < 0.5, out=out)

@@ -27,6 +27,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from videomae_jax.data import transforms
+
 BACKENDS = ("auto", "decord", "pyav")
 _ENV_BACKEND = "VIDEOMAE_VIDEO_BACKEND"
 
@@ -160,22 +162,10 @@ def _read_decord(path: str, height: int, width: int, max_frames: int) -> list[np
     total = len(reader) if not max_frames else min(len(reader), max_frames)
     for start in range(0, total, 32):
       batch = reader.get_batch(list(range(start, min(total, start + 32)))).asnumpy()
-      frames.extend(_resize_area(frame, height, width) for frame in batch)
+      frames.extend(transforms.shrink_area(frame, height, width) for frame in batch)
   except Exception as e:  # pylint: disable=broad-except
     raise DecodeError(f"decode error after {len(frames)} frames (truncated or corrupt): {_short(e)}") from e
   return frames
-
-
-def _resize_area(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-  """Shrinks an RGB frame with area averaging (cv2 if installed, else PIL's box filter)."""
-  if frame.shape[:2] == (height, width):
-    return np.ascontiguousarray(frame)
-  try:
-    import cv2  # pylint: disable=import-outside-toplevel
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-  except ImportError:
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-    return np.asarray(Image.fromarray(frame).resize((width, height), Image.BOX))
 
 
 def _short(error: BaseException, limit: int = 200) -> str:

@@ -10,7 +10,7 @@ Exact names win over the synonym table: K710 keeps both 'throwing ball' and 'thr
 American football)', and label_710to400.json maps K400's 'throwing ball' to the former.
 
 `k710_head_rows(target)` gives, for each class of K400/K600/K700, its K710 row: taking these rows of a K710
-classifier head gives that set's head (VideoMAE V2's progressive training; docs/upstream.md section 4).
+classifier head gives that set's head (as the official misc/label_710to400.json does for K400).
 """
 from __future__ import annotations
 
