@@ -3,7 +3,7 @@ r"""Demo: pretrain a small video ViT on the synthetic demo set, on a laptop CPU,
   python -m videomae_jax.main --config=configs/demo_pretrain.py --workdir=runs/demo
 
 Builds 256 unlabeled demo videos and their shards under demo_data/pretrain/ if they are missing (4 classes that
-differ only by the direction of motion; the labels are not used here, see data_prep/make_demo.py), then pretrains
+differ only by the direction of motion; the labels are not used here, see videomae_jax/data/demo.py), then pretrains
 a ViT (width 128, depth 4, 8 frames of 32x32, patch 8: 64 tokens per clip) to reconstruct the raw pixels of the
 75% of tokens it does not see. configs/demo_finetune.py then fine-tunes it on 16 labeled videos.
 

@@ -107,8 +107,10 @@ def test_every_library_module_imports_and_device_side_code_needs_no_grain_or_ope
 def test_every_program_starts_and_explains_its_flags(program):
   result = subprocess.run([sys.executable, "-m", f"videomae_jax.tools.{program}", "--helpshort"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert f"videomae_jax.tools.{program}" in result.stdout + result.stderr
+  output = result.stdout + result.stderr
+  # absl exits with status 1 after printing the help; what matters is that it got there (no traceback).
+  assert result.returncode in (0, 1) and "Traceback" not in output, output[-3000:]
+  assert f"python -m videomae_jax.tools.{program}" in output and "flags:" in output
 
 
 THROWAWAY_TASK = '''

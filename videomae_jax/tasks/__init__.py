@@ -21,14 +21,12 @@ BUILTIN = {"pretrain": "videomae_jax.tasks.pretrain", "classify": "videomae_jax.
 
 def task_class(name: str) -> Type[Task]:
   """The Task subclass `TASK` of a built-in task name or of a task module's import path."""
-  module_name = BUILTIN.get(name) or (name if "." in str(name) else None)
-  if module_name is None:
-    raise ConfigError(f"config.task={name!r} is unknown; use one of {sorted(BUILTIN)} or the import path of a "
-                      "module that defines TASK (a videomae_jax.tasks.base.Task subclass).")
+  module_name = BUILTIN.get(name, name)
   try:
     module = importlib.import_module(module_name)
   except ImportError as error:
-    raise ConfigError(f"config.task={name!r}: cannot import {module_name} ({error}).") from error
+    raise ConfigError(f"config.task={name!r} is unknown ({error}); use one of {sorted(BUILTIN)} or the import "
+                      "path of a module that defines TASK (a videomae_jax.tasks.base.Task subclass).") from error
   cls = getattr(module, "TASK", None)
   if not (isinstance(cls, type) and issubclass(cls, Task)):
     raise ConfigError(f"config.task={name!r}: {module_name} defines no TASK (a videomae_jax.tasks.base.Task "
