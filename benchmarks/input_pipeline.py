@@ -5,7 +5,7 @@ r"""Input pipeline throughput per worker: pretraining clips vs decoding the same
 
 It makes its own videos (no downloads): synthetic moving-object clips (videomae_jax.data.demo's renderer) at
 --height x --width (default 320 x 428, i.e. what build_shards stores for 4:3 sources at --short_side=320),
---frames_per_video frames at 30 fps, then builds MP4 and JPEG shards of them with videomae_jax.data.shard_builder.
+--frames_per_video frames at 30 fps, then builds MP4 and JPEG shards of them with data_prep.shard_builder.
 
 For each (format, decoder, crops) it measures, in this one process with one thread (= one grain worker):
   decode only   `decoding.decode_clip` of a random 16-frame clip at stride 4 (the frames the pipeline decodes),
@@ -135,7 +135,7 @@ def _force_resize_backend(name: str, cv2) -> None:
 
 
 def run(workdir: str) -> list[dict]:
-  from videomae_jax.data import shard_builder  # pylint: disable=import-outside-toplevel
+  from data_prep import shard_builder  # pylint: disable=import-outside-toplevel
   from videomae_jax.data import decoding, pipeline, shards, transforms  # pylint: disable=import-outside-toplevel
   cv2 = transforms.cv2
   video_dir = os.path.join(workdir, "videos")

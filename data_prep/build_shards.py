@@ -25,7 +25,7 @@ whatever the individual files do. Inputs are assigned to shards by sorted path; 
 skips the finished shards and yields the same bytes as an uninterrupted one. Same inputs, same options, same
 library versions -> byte-identical shards.
 
-This program only reads the flags: the build is videomae_jax.data.shard_builder.build_shards.
+This program only reads the flags: the build is data_prep.shard_builder.build_shards.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from absl import flags
 
 from videomae_jax.data import decoding
 from videomae_jax.data import encoding
-from videomae_jax.data import shard_builder
+from data_prep import shard_builder
 from videomae_jax.data import shards as shards_lib
 
 FLAGS = flags.FLAGS

@@ -1,4 +1,4 @@
-"""videomae_jax.data.shard_builder and `python -m data_prep.build_shards`: bad files skipped with reasons,
+"""data_prep.shard_builder and `python -m data_prep.build_shards`: bad files skipped with reasons,
 timeouts, crash recovery, resumable and deterministic."""
 import glob
 import json
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from videomae_jax.data import shard_builder
+from data_prep import shard_builder
 from videomae_jax.data import shards
 from videomae_jax.data import testing
 
@@ -87,10 +87,10 @@ def test_video_file_record_is_the_record_the_build_stores(inputs, reference_buil
   folder, _ = inputs
   reference, _ = reference_build
   stored = {r["path"]: r for r in shards.read_all_records(reference)}
-  record = shard_builder.video_file_record(os.path.join(folder, GOOD[2]), source_name="pets", label=1,
-                                           label_name="dogs", record_path=GOOD[2])
+  record = shards.video_file_record(os.path.join(folder, GOOD[2]), source_name="pets", label=1,
+                                    label_name="dogs", record_path=GOOD[2])
   assert shards.serialize_record(record) == shards.serialize_record(stored[GOOD[2]])
-  unlabeled = shard_builder.video_file_record(os.path.join(folder, GOOD[0]), source_name="pictures", short_side=0)
+  unlabeled = shards.video_file_record(os.path.join(folder, GOOD[0]), source_name="pictures", short_side=0)
   assert (unlabeled["label"], unlabeled["label_name"], unlabeled["source"]) == (-1, "", "pictures")
   assert unlabeled["path"] == os.path.join(folder, GOOD[0]) and unlabeled["num_frames"] == 10
   assert (unlabeled["height"], unlabeled["width"]) == (32, 48)  # short_side=0 keeps the size

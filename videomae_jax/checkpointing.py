@@ -11,7 +11,6 @@ import os
 from typing import Any, Optional, Tuple
 
 import grain
-import jax
 import orbax.checkpoint as ocp
 
 STATE, DATA = "state", "data"
@@ -55,7 +54,3 @@ class Checkpointer:
     self.manager.wait_until_finished()
     self.manager.close()
 
-
-def abstract_with_shardings(abstract_tree: Any, shardings: Any) -> Any:
-  return jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
-                      abstract_tree, shardings)

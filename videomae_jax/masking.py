@@ -43,7 +43,7 @@ import numpy as np
 
 from videomae_jax import motion
 from videomae_jax.errors import ConfigError
-from videomae_jax.models.variants import ModelSpec
+from videomae_jax.models.variants import ModelSpec, config_value
 
 ENCODER_SCHEMES = ("tube", "random", "motion")
 DECODER_SCHEMES = ("none", "running_cell", "motion")
@@ -57,13 +57,6 @@ _COUNT_EPSILON = 1e-6
 def _count(fraction: float, total: int) -> int:
   """int(fraction * total), the official rounding, robust to float error."""
   return int(math.floor(fraction * total + _COUNT_EPSILON))
-
-
-def _get(cfg: Any, key: str, default: Any) -> Any:
-  if cfg is None:
-    return default
-  value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-  return default if value is None else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,15 +132,15 @@ def masking_plan(masking_cfg: Any, spec: ModelSpec) -> MaskingPlan:
 
   Raises ConfigError naming the key to change (and to what) before anything is compiled.
   """
-  encoder = _get(masking_cfg, "encoder", "tube")
-  decoder = _get(masking_cfg, "decoder", "running_cell")
+  encoder = config_value(masking_cfg, "encoder", "tube")
+  decoder = config_value(masking_cfg, "decoder", "running_cell")
   if encoder not in ENCODER_SCHEMES:
     raise ConfigError(f"config.masking.encoder={encoder!r} is unknown; use one of {ENCODER_SCHEMES}.")
   if decoder not in DECODER_SCHEMES:
     raise ConfigError(f"config.masking.decoder={decoder!r} is unknown; use one of {DECODER_SCHEMES}.")
 
   def ratio(key, default, low_open=True, high_open=True):
-    value = _get(masking_cfg, key, default)
+    value = config_value(masking_cfg, key, default)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
       raise ConfigError(f"config.masking.{key}={value!r} must be a number.")
     value = float(value)
@@ -162,11 +155,11 @@ def masking_plan(masking_cfg: Any, spec: ModelSpec) -> MaskingPlan:
   decoder_ratio = ratio("decoder_ratio", 0.5, low_open=False)
   motion_keep_ratio = ratio("motion_keep_ratio", 0.3, high_open=False)
   finetune_keep_ratio = ratio("finetune_keep_ratio", 1.0, high_open=False)
-  camera = _get(masking_cfg, "camera_motion_compensation", False)
+  camera = config_value(masking_cfg, "camera_motion_compensation", False)
   if not isinstance(camera, (bool, np.bool_)):
     raise ConfigError(f"config.masking.camera_motion_compensation={camera!r} must be True or False.")
   camera = bool(camera)
-  camera_max_shift = _get(masking_cfg, "camera_max_shift", 16)
+  camera_max_shift = config_value(masking_cfg, "camera_max_shift", 16)
   if (isinstance(camera_max_shift, (bool, np.bool_)) or not isinstance(camera_max_shift, numbers.Integral)
       or camera_max_shift < 0):
     raise ConfigError(f"config.masking.camera_max_shift={camera_max_shift!r} must be an int >= 0 (pixels).")

@@ -33,26 +33,14 @@ class JsonlWriter(metric_writers.MetricWriter):
     # Buffered until flush() so that everything logged for one step lands on one line.
     self._pending.setdefault(int(step), {}).update({k: float(np.asarray(v)) for k, v in scalars.items()})
 
-  def write_summaries(self, step, values, metadata=None):
-    pass
-
-  def write_images(self, step, images):
-    pass
-
-  def write_videos(self, step, videos):
-    pass
-
-  def write_audios(self, step, audios, *, sample_rate):
-    pass
-
-  def write_texts(self, step, texts):
-    pass
-
-  def write_histograms(self, step, arrays, num_buckets=None):
-    pass
-
-  def write_hparams(self, hparams):
-    pass
+  # Only scalars go to metrics.jsonl; TensorBoard gets the rest.
+  def write_summaries(self, step, values, metadata=None): del step, values, metadata
+  def write_images(self, step, images): del step, images
+  def write_videos(self, step, videos): del step, videos
+  def write_audios(self, step, audios, *, sample_rate): del step, audios, sample_rate
+  def write_texts(self, step, texts): del step, texts
+  def write_histograms(self, step, arrays, num_buckets=None): del step, arrays, num_buckets
+  def write_hparams(self, hparams): del hparams
 
   def flush(self):
     if not self._pending:

@@ -2,46 +2,8 @@ r"""Plan a pretraining run before paying for it: memory per device, FLOPs, time,
 
 The library behind `python -m videomae_jax.tools.plan`. Nothing is compiled (unless flops='xla').
 
-Memory per device (bytes), for a mesh data x fsdp over N devices and a per-device batch b:
-  parameters      float32, leaf by leaf with the trainer's own sharding rule (videomae_jax.sharding): leaves of
-                  at least config.fsdp_min_size elements are split over `fsdp` along their largest divisible
-                  dimension; smaller leaves and every leaf under pure data parallelism (fsdp=1) are replicated.
-  optimizer       AdamW: two float32 moments per parameter, sharded like the parameters.
-  gradients       float32, sharded like the parameters (a reduce-scatter under FSDP, an all-reduce otherwise).
-  working weights two blocks' weights in the compute dtype (the current block and the prefetched next one: FSDP
-                  all-gathers them, pure data parallelism casts them), plus one block's float32 gradient before
-                  its reduce-scatter under FSDP.
-  activations     b clips x the bytes one clip keeps from the forward pass for the backward pass, plus the working
-                  set of the one block being differentiated. Counted analytically from the static token counts of
-                  videomae_jax.masking (encoder: visible tokens; decoder: visible + mask tokens), widths, depth,
-                  heads, compute dtype and config.model.remat_policy:
-                    none   every block keeps its input, both LayerNorm outputs, q/k/v, the attention
-                           probabilities (float32 softmax + compute-dtype copy, heads x n x n), the attention
-                           output, the residual sum, the MLP pre-activation and GELU output:
-                           c*(8*n*d + 2*n*m) + n*n*h*(4 + c) bytes, c = bytes of the compute dtype
-                    full / nothing_saveable
-                           only each block's input (c*n*d); in the backward pass one block is recomputed and
-                           differentiated at a time (2x one block's 'none' set)
-                    dots   block input + every matmul output; dots_with_no_batch_dims: block input + the four
-                           weight matmul outputs (attention is recomputed)
-                  plus what sits outside the blocks: the normalized clip (float32, for the targets, and in the
-                  compute dtype, for the patch-embedding weight gradient), the encoder's final LayerNorm, the
-                  decoder input, the decoder's final LayerNorm, predictions and targets.
-                  attention_impl='cudnn' (flash attention) keeps no n x n matrix.
-  input batch     two uint8 batches on the device (the one in use and the prefetched next one); with crops on
-                  the device (config.data.crop_on_device) one T x Hc x Wc canvas clip per R views.
-The fit test keeps `headroom` (0.9) of the device memory: XLA's own scratch space, fragmentation and
-cuDNN / NCCL workspaces live in the rest. tests/test_plan.py checks the estimate against XLA's memory analysis of
-the real compiled step on CPU.
-
-FLOPs: analytic matmul FLOPs (2*m*n*k for every dense and attention matmul, patch embedding on all tokens, the
-decoder head on the predicted tokens only), 3x forward for forward + backward (the patch embedding 2x: no input
-gradient), plus one forward of the blocks under remat ('full' / 'nothing_saveable'; the 'dots' policies recompute
-less, counted as the attention einsums or nothing). These match the papers' per-clip GFLOPs (which are
-multiply-accumulates): ViT-B dual masking 25.87 G, VideoMAE 35.48 G. `--flops=xla` instead takes XLA's cost
-analysis of the lowered, unrolled step (videomae_jax.train_step.flops_per_clip; slow for big models),
-which also counts elementwise work. Time per step = model FLOPs per step / (num_devices * peak * mfu), with model
-FLOPs excluding rematerialization, as the trainer's MFU does.
+The method (what each memory part counts, how FLOPs are counted, what the fit test keeps) is in docs/planning.md;
+tests/test_plan.py checks the estimate against XLA's memory analysis of the real compiled step on CPU.
 """
 from __future__ import annotations
 

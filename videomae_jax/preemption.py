@@ -45,9 +45,6 @@ class PreemptionHandler:
     logging.warning("Received %s: will checkpoint at the next step boundary and exit.", self.signal_name)
     self._requested.set()
 
-  def request(self) -> None:
-    self._requested.set()
-
   def should_stop(self, step: int) -> bool:
     local = self._requested.is_set()
     if jax.process_count() > 1:

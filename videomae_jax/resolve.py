@@ -5,8 +5,8 @@
 
 What it fills:
   * the demo's data (config.data.demo_dir / config.eval.demo_dir): the synthetic shards are built there if missing
-    (process 0; the others wait) and every training source without a path, and an empty config.eval.path, point
-    at them;
+    (process 0; the others wait) and every training source without a path, an empty config.eval.path and a
+    relative config.data.reconstruction_video point into them;
   * config.data.crop_canvas, with crops on the device: the largest frame size of the weighted sources (their
     dataset.json, or a TFDS video feature's static shape), so the compiled step and the pipeline agree on the
     batch shape. Shape-only tools without data fall back to a 16:9 canvas at build_shards' default short side.
@@ -43,6 +43,8 @@ def resolve(config: ml_collections.ConfigDict, *, for_training: bool = True) -> 
       for source in config.data.sources:
         if not source.get("path") and not source.get("tfds"):
           source["path"] = shards
+      if config.data.reconstruction_video and not os.path.isabs(config.data.reconstruction_video):
+        config.data.reconstruction_video = os.path.join(config.data.demo_dir, config.data.reconstruction_video)
     if config.eval.demo_dir and not config.eval.path:
       config.eval.path = _demo_shards(config.eval, 1, build=for_training)
     if config.data.crop_on_device and not min(config.data.crop_canvas) > 0:

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import jax
 import ml_collections
@@ -123,15 +123,10 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
     (epath.Path(workdir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     if current == total_steps and config.data.reconstruction_video:
       output = os.path.join(workdir, "reconstruction.png")
-      visualization.visualize(config, _in_demo_dir(config, config.data.reconstruction_video), output,
+      visualization.visualize(config, config.data.reconstruction_video, output,
                               checkpoint=os.path.join(checkpointer.directory, str(current), checkpointing.STATE))
       logging.info("Wrote %s", output)
   return summary
-
-
-def _in_demo_dir(config, path: str) -> str:
-  """config.data.reconstruction_video is relative to the demo folder when the run uses one."""
-  return os.path.join(config.data.demo_dir, path) if config.data.demo_dir and not os.path.isabs(path) else path
 
 
 def _write_metrics(writer, step: int, pending: list) -> float:

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 
 from videomae_jax import masking, objective
 from videomae_jax.convert import params_io
-from videomae_jax.data import pipeline, shard_builder
+from videomae_jax.data import pipeline, shards
 from videomae_jax.models.pretrain import VideoMAEPretrainModel
 from videomae_jax.models.variants import model_spec_from_config
 from videomae_jax.normalization import denormalize, normalize
@@ -33,7 +33,7 @@ MIN_CELL = 128
 def load_clip(path: str, config: Any, stride: int = 0) -> np.ndarray:
   """uint8 [1, T, S, S, 3]: the centred view of a video file, as the test pipeline makes it. stride 0 spreads the
   frames over the whole video (segment sampling); stride > 0 takes a centred window of frames `stride` apart."""
-  record = shard_builder.video_file_record(path, source_name="picture", short_side=0)
+  record = shards.video_file_record(path, source_name="picture", short_side=0)
   view_config = config.copy_and_resolve_references()
   with view_config.unlocked():
     view_config.eval.update(dict(num_clips=1, num_crops=1, short_side=0, stride=max(stride, 1),

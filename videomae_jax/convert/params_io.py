@@ -42,13 +42,6 @@ def _path(path: PathLike) -> epath.Path:
   path = os.fspath(path)
   return epath.Path(path if "://" in path else os.path.abspath(path))
 
-# config.model fields that fix the architecture (and so the parameter shapes and the function computed). Options
-# such as scan_layers, remat_policy, compute_dtype and drop_path_rate are training choices and are not exported.
-ENCODER_KEYS = ("variant", "width", "depth", "num_heads", "mlp_dim", "patch_size", "tubelet_size", "num_frames",
-                "image_size", "pos_embed_grid", "num_classes")
-DECODER_KEYS = ("decoder_width", "decoder_depth", "decoder_num_heads", "decoder_mlp_dim")
-
-
 @dataclasses.dataclass(frozen=True)
 class LoadedParams:
   """Params as nested dicts of numpy arrays in the per-layer layout (`blocks/0`, `blocks/1`, ...).

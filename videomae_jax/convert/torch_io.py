@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import os
 from typing import Any, Dict, Mapping, Tuple
 

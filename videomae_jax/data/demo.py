@@ -19,7 +19,8 @@ fine-tuning from its demo pretraining stayed at chance like training from scratc
 2026-11-23). The README's fine-tuning section has the numbers for this version.
 
 `make_demo_dataset(output_dir)` writes the videos; `build_demo_shards(workdir)` makes the videos and their
-shards (if missing, with shard_builder.build_shards) and returns the shard folder for config.data.sources[0].path;
+shards (if missing; each video becomes a record exactly as `python -m data_prep.build_shards --short_side=0`
+would make it) and returns the shard folder for config.data.sources[0].path;
 `demo_arguments` reads its keyword arguments from a config's demo_* keys.
 """
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import Sequence
 import numpy as np
 
 from videomae_jax.data import encoding
-from videomae_jax.data import shard_builder
 from videomae_jax.data import shards
 
 CLASSES = ("down", "left", "right", "up")
@@ -125,11 +125,10 @@ DEMO_FILE = "demo.json"  # in the demo workdir: how its videos were made
 
 
 def build_demo_shards(workdir: str, *, num_videos_per_class: int = 8, num_frames: int = 32, size: int = 64,
-                      seed: int = 0, num_workers: int = 0, video_format: str = "mp4") -> str:
+                      seed: int = 0, video_format: str = "mp4") -> str:
   """Makes the demo videos and their shards under `workdir` unless they exist; returns the shard folder.
 
   For trainers and tests: `config.data.sources = [dict(name='demo', path=build_demo_shards(dir), ...)]`.
-  `num_workers=0` decodes in this process (no worker start-up cost; fine for these tiny files).
   Existing shards are reused only if `workdir`/demo.json says they were made with the same arguments and renderer;
   otherwise this raises (instead of silently training on other videos, or deleting a folder it did not make).
   """
@@ -150,15 +149,21 @@ def build_demo_shards(workdir: str, *, num_videos_per_class: int = 8, num_frames
   if built:
     return shard_dir
   # demo.json first: a build killed midway is then recognized as ours, and finished on the next call (the videos
-  # are re-rendered byte for byte; build_shards resumes).
+  # are re-rendered byte for byte; the shards and dataset.json are written atomically, dataset.json last).
   os.makedirs(workdir, exist_ok=True)
   with open(demo_file, "w") as f:
     json.dump(wanted, f, indent=1)
   video_dir = os.path.join(workdir, "videos")
-  make_demo_dataset(video_dir, num_videos_per_class=num_videos_per_class, num_frames=num_frames, size=size,
-                    seed=seed)
-  shard_builder.build_shards(video_dir, shard_dir, "demo", num_workers=num_workers, short_side=0,
-                             video_format=video_format, videos_per_shard=64, progress=False)
+  paths = make_demo_dataset(video_dir, num_videos_per_class=num_videos_per_class, num_frames=num_frames, size=size,
+                            seed=seed)
+  labels = sorted(CLASSES)
+  records = []
+  for path in paths:  # sorted: class folders, then files, as a build orders its inputs
+    name = os.path.basename(os.path.dirname(path))
+    records.append(shards.video_file_record(path, source_name="demo", label=labels.index(name), label_name=name,
+                                            record_path=os.path.relpath(path, video_dir), short_side=0,
+                                            video_format=video_format))
+  shards.write_shard_folder(shard_dir, "demo", records, labels, records_per_shard=64)
   return shard_dir
 
 

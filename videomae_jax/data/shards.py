@@ -1,7 +1,6 @@
 """The video shard format: ArrayRecord files of msgpack records, described by a `dataset.json`.
 
-A shard folder (what shard_builder.build_shards, i.e. `python -m data_prep.build_shards`, writes and
-`config.data.sources[i].path` points at):
+A shard folder (what `python -m data_prep.build_shards` writes and `config.data.sources[i].path` points at):
 
   dataset.json                                 description: counts, labels, shard list, failures (below)
   {name}-{i:05d}-of-{n:05d}.array_record        ArrayRecord, one record per video, group_size 1, uncompressed
@@ -32,7 +31,9 @@ import os
 from typing import Any, Mapping
 
 import msgpack
-import numpy as np
+
+from videomae_jax.data import decoding
+from videomae_jax.data import encoding
 
 DESCRIPTION_FILE = "dataset.json"
 FORMAT_VERSION = 1
@@ -134,5 +135,60 @@ def read_all_records(path: str) -> list[dict[str, Any]]:
   return records
 
 
-def label_array(records: list[Mapping[str, Any]]) -> np.ndarray:
-  return np.asarray([r.get("label", -1) for r in records], np.int32)
+def video_file_record(path: str, *, source_name: str, label: int = -1, label_name: str = "",
+                      record_path: str | None = None, short_side: int = 320, video_format: str = "mp4",
+                      min_frames: int = 2, max_frames: int = 0, crf: int = encoding.DEFAULT_CRF,
+                      gop_size: int = encoding.DEFAULT_GOP_SIZE, preset: str = encoding.DEFAULT_PRESET,
+                      jpeg_quality: int = encoding.DEFAULT_JPEG_QUALITY, backend: str = "auto") -> dict[str, Any]:
+  """Decodes, resizes and re-encodes the video file `path`: one shard record (a dict, the format above).
+
+  `serialize_record` packs it. `record_path` is the record's 'path' field (default `path` as given;
+  the build stores the path relative to its input folder). `short_side=0` keeps the frame size. The other
+  arguments are data_prep.build_shards'. Raises decoding.DecodeError (or any exception) with the reason the file is
+  skipped: empty, not a video, truncated, corrupt, or fewer than `min_frames` frames.
+  """
+  if video_format not in ("mp4", "jpeg"):
+    raise ValueError(f"--format must be 'mp4' or 'jpeg', got {video_format!r}")
+  frames, info = decoding.read_video_frames(path, short_side, backend, max_frames)
+  if len(frames) < min_frames:
+    raise decoding.DecodeError(f"too short: {len(frames)} frame(s) < --min_frames={min_frames}")
+  record = dict(format=video_format, num_frames=len(frames), fps=info["fps"], height=info["height"],
+                width=info["width"], label=label, label_name=label_name, source=source_name,
+                path=path if record_path is None else record_path)
+  if video_format == "mp4":
+    record["video"] = encoding.encode_mp4(frames, info["fps_fraction"], crf=crf, gop_size=gop_size, preset=preset)
+  else:
+    record["frames"] = encoding.encode_jpeg_frames(frames, jpeg_quality)
+  return record
+
+
+def write_shard_folder(output_dir: str, source_name: str, records: list[Mapping[str, Any]], labels: list[str], *,
+                       records_per_shard: int = 128) -> dict[str, Any]:
+  """Writes `records` (dicts, in order) as a shard folder in one go and returns the description it wrote.
+
+  For small generated sets (the demo): no workers, no resume, no failures. Shards are cut and named as
+  data_prep.build_shards cuts and names them, so the same records give the same shard bytes.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  count = -(-len(records) // records_per_shard)
+  names = [shard_file_name(source_name, i, count) for i in range(count)]
+  frame_sizes: dict[str, int] = {}
+  for record in records:
+    size = f"{record['height']}x{record['width']}"
+    frame_sizes[size] = frame_sizes.get(size, 0) + 1
+  for i, name in enumerate(names):
+    part = records[i * records_per_shard:(i + 1) * records_per_shard]
+    write_array_record_atomically(os.path.join(output_dir, name), [serialize_record(r) for r in part])
+  description = dict(format_version=FORMAT_VERSION, source_name=source_name, record_encoding="msgpack",
+                     num_records=len(records), labels=list(labels), frame_sizes=dict(sorted(frame_sizes.items())),
+                     max_frame_size=max_frame_size(frame_sizes),
+                     shards=[dict(file=name, num_records=min(records_per_shard, len(records) - i * records_per_shard))
+                             for i, name in enumerate(names)])
+  write_json_atomically(os.path.join(output_dir, DESCRIPTION_FILE), description)
+  return description
+
+
+def max_frame_size(frame_sizes: Mapping[str, int]) -> list[int] | None:
+  """[largest height, largest width] over {'HxW': count}: the default canvas for crops cut on the device."""
+  dims = [tuple(int(v) for v in size.split("x")) for size in frame_sizes]
+  return [max(h for h, _ in dims), max(w for _, w in dims)] if dims else None

@@ -99,7 +99,8 @@ class ModelSpec:
     return self.width // self.num_heads
 
 
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
+def config_value(cfg: Any, key: str, default: Any = None) -> Any:
+  """cfg[key] of a dict or ConfigDict (or None), `default` when missing or None."""
   if cfg is None:
     return default
   if isinstance(cfg, Mapping):
@@ -114,14 +115,14 @@ def model_spec_from_config(model_cfg: Any) -> ModelSpec:
 
   Raises ConfigError, before anything is compiled, when shapes cannot work.
   """
-  variant_name = _get(model_cfg, "variant", "B")
+  variant_name = config_value(model_cfg, "variant", "B")
   if variant_name not in VARIANTS and variant_name != "custom":
     raise ConfigError(f"config.model.variant={variant_name!r} is unknown; use one of {sorted(VARIANTS)} "
                       "or 'custom' with width/depth/num_heads/mlp_dim/patch_size set.")
   base = VARIANTS.get(variant_name)
 
   def pick(key, fallback=None):
-    value = _get(model_cfg, key)
+    value = config_value(model_cfg, key)
     if value is None:
       value = getattr(base, key, None) if base is not None else None
     if value is None:
@@ -155,8 +156,8 @@ def model_spec_from_config(model_cfg: Any) -> ModelSpec:
       scan_layers=bool(pick("scan_layers", False)),
       remat_policy=str(pick("remat_policy", "none")),
       attention_impl=str(pick("attention_impl", "auto")),
-      pos_embed_grid=(tuple(int(v) for v in _get(model_cfg, "pos_embed_grid"))
-                      if _get(model_cfg, "pos_embed_grid") is not None else None),
+      pos_embed_grid=(tuple(int(v) for v in config_value(model_cfg, "pos_embed_grid"))
+                      if config_value(model_cfg, "pos_embed_grid") is not None else None),
       num_classes=int(pick("num_classes", 0)),
       head_init_scale=float(pick("head_init_scale", 0.001)),
       head_dropout_rate=float(pick("head_dropout_rate", 0.0)),

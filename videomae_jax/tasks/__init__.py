@@ -24,7 +24,7 @@ def task_class(name: str) -> Type[Task]:
   module_name = BUILTIN.get(name, name)
   try:
     module = importlib.import_module(module_name)
-  except ImportError as error:
+  except (ImportError, ValueError) as error:
     raise ConfigError(f"config.task={name!r} is unknown ({error}); use one of {sorted(BUILTIN)} or the import "
                       "path of a module that defines TASK (a videomae_jax.tasks.base.Task subclass).") from error
   cls = getattr(module, "TASK", None)

@@ -1,18 +1,9 @@
 """The Task interface: everything the trainer, the step builder and the tools need to know about one kind of step.
 
-A task is a frozen dataclass of Python values (hashable, fixed before tracing): its `spec` (videomae_jax.models)
-and whatever else fixes its shapes. The trainer never branches on which task it runs; it calls these methods:
-
-  from_config(config)            validate and build; raise ConfigError naming the key to change
-  init_params(rng)               the parameter tree (per-layer, or scanned when spec.scan_layers)
-  abstract_batch(batch_size)     {name: ShapeDtypeStruct} of one global batch, as the input pipeline delivers it
-  loss(params, batch, rng, train)  -> (scalar loss, {name: scalar} aux metrics); pure and jit-able
-  adapt_loaded_params(loaded)    config.init_from: a checkpoint's params (videomae_jax.convert.params_io) -> ours
-  for_flop_count()               the same task with unrolled layers and model work only (one FLOP counter)
-  check_batch_size(b, devices)   fail before compiling when a batch cannot be split over the devices
-and two class attributes:
-  input_mode    which input pipeline feeds it (videomae_jax.data.pipeline.make_dataset mode)
-  params_kind   the layout of its parameters for conversion and init_from ('pretrain' | 'classifier')
+A task is a frozen dataclass of Python values (hashable, fixed before tracing): its `spec` and whatever else fixes
+its shapes. The trainer never branches on which task it runs; it calls the methods below (docs/architecture.md
+has the interface at a glance). `input_mode` names the input pipeline's mode that feeds the task
+(videomae_jax.data.pipeline), `params_kind` the layout of its parameters for conversion and init_from.
 """
 from __future__ import annotations
 

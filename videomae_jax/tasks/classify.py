@@ -42,11 +42,9 @@ def finetune_masking_plan(masking_cfg: Any, spec: ModelSpec) -> masking.MaskingP
   The pretraining encoder/decoder schemes do not apply here, so their checks (e.g. the running cell's even grid)
   must not reject a fine-tuning resolution such as 266 px / patch 14.
   """
-  get = (lambda k, d: masking_cfg.get(k, d)) if masking_cfg is not None else (lambda k, d: d)
+  keys = ("finetune_keep_ratio", "camera_motion_compensation", "camera_max_shift")
   return masking.masking_plan(dict(encoder="random", decoder="none", encoder_ratio=0.5,
-                                   finetune_keep_ratio=get("finetune_keep_ratio", 1.0),
-                                   camera_motion_compensation=get("camera_motion_compensation", False),
-                                   camera_max_shift=get("camera_max_shift", 16)), spec)
+                                   **{key: masking_cfg[key] for key in keys if key in masking_cfg}), spec)
 
 
 @dataclasses.dataclass(frozen=True)

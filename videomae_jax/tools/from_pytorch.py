@@ -4,8 +4,7 @@ r"""Import PyTorch VideoMAE V2 weights (official `.pth` releases or HuggingFace 
   python -m videomae_jax.tools.from_pytorch --input=hf_videomae_folder/ --output=exports/hf_b
   python -m videomae_jax.tools.from_pytorch --input=custom.pth --output=DIR --num_heads=8 --num_frames=8
 
-The output (model.json + orbax params/) is what `config.init_from` and `to_pytorch --checkpoint` accept. What is
-read and how is videomae_jax.convert.from_pytorch's. Needs `pip install -e ".[torch]"`.
+The output is what `config.init_from` and `to_pytorch --checkpoint` accept. Needs `pip install -e ".[torch]"`.
 """
 from __future__ import annotations
 

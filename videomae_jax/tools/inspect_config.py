@@ -6,12 +6,9 @@ r"""Look at a configuration without training: parameter and token counts, FLOPs 
   python -m videomae_jax.tools.inspect_config --config=configs/vitb_k400_finetune.py --compare_schemes
 
 Nothing is allocated: the trainer's own step (videomae_jax.train_step.build) is compiled ahead of time for
---batch_size clips on this process's devices. FLOPs are XLA's cost analysis of the train step (forward, backward
-and optimizer update) per clip, counted on the unrolled, un-rematerialized step (model FLOPs, the numerator of
-MFU); memory is XLA's memory analysis of the step as configured, per device.
---compare_schemes prints, for a pretraining config, the token counts and train-step FLOPs of each masking scheme;
-for a classification config, the forward FLOPs per test view with every token and with MATS token keeping
-(config.masking.finetune_keep_ratio, or EVEREST's 0.6 when the config keeps every token).
+--batch_size clips on this process's devices; FLOPs (model FLOPs per clip, XLA cost analysis) and memory (XLA's
+memory analysis per device) are what the trainer logs. --compare_schemes compares the masking schemes of a
+pretraining config, or a classifier's forward FLOPs per view with and without MATS token keeping.
 """
 from __future__ import annotations
 

@@ -3,8 +3,7 @@ r"""Export our params to PyTorch: the official VideoMAE V2 `.pth` layout or a Hu
   python -m videomae_jax.tools.to_pytorch --workdir=DIR --format=videomaev2 --output=vit_b_pt.pth
   python -m videomae_jax.tools.to_pytorch --checkpoint=EXPORT_OR_CKPT_DIR --format=hf --output=hf_dir/
 
---workdir reads the latest step of a training run (or --step); --checkpoint takes a CheckpointManager dir, one step
-dir or a params export. The layouts are videomae_jax.convert.to_pytorch's. Needs `pip install -e ".[torch]"`.
+--checkpoint takes a CheckpointManager dir, one step dir or a params export. Needs `pip install -e ".[torch]"`.
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app, flags
 
@@ -35,7 +34,6 @@ def main(argv):
     text = "\n".join(f"{key}={value}" for key, value in values.items())
   if text:
     print(text)
-  sys.stdout.flush()
 
 
 if __name__ == "__main__":

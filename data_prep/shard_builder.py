@@ -1,8 +1,7 @@
 """Builds video shards (ArrayRecord) from a folder of videos or a manifest (`python -m data_prep.build_shards`).
 
-  from videomae_jax.data import shard_builder
+  from data_prep import shard_builder
   description = shard_builder.build_shards("/data/k400/train", "/shards/k400", "k400", num_workers=8)
-  record = shard_builder.video_file_record("clip.mp4", source_name="pictures", short_side=0)  # one record dict
 
 Input:
   * a folder: every video file below it (by extension, see VIDEO_EXTENSIONS); the first sub-folder level names
@@ -15,13 +14,13 @@ Input:
 
 Each video is decoded (videomae_jax.data.decoding: decord, or PyAV where decord is missing), its short side
 shrunk to `short_side`, and re-encoded: H.264 MP4 (video_format='mp4', default) or one JPEG per frame
-('jpeg'). `video_file_record` is that one step for one file, and the only place records are made, so that the
-local build here and any other driver (a Beam pipeline, the pictures code) write the same records. The record
-format and folder layout are in videomae_jax/data/shards.py and docs/data.md.
+('jpeg'). `videomae_jax.data.shards.video_file_record` is that one step for one file and the only place records
+are made, so this build, the demo set and the pictures write the same records. The record format and folder
+layout are in videomae_jax/data/shards.py and docs/data.md.
 
 Robustness: a file that is empty, not a video, truncated, corrupt or shorter than `min_frames` frames is
 skipped and listed in dataset.json's 'failures' with the reason; a decoder that hangs past `timeout_s` is
-killed (its worker replaced, videomae_jax.data.worker_pool) and the file listed as a timeout; a crashing
+killed (its worker replaced, data_prep.worker_pool) and the file listed as a timeout; a crashing
 decoder likewise. Individual files never fail the build. Inputs are assigned to shards by sorted path; each
 shard is written whole (temporary name, fsync, rename) with a sidecar JSON, so an interrupted build rerun with
 the same arguments skips the finished shards and yields the same bytes as an uninterrupted one. Same inputs,
@@ -42,10 +41,11 @@ from typing import Any, Sequence
 
 from absl import logging
 
+from data_prep import worker_pool
+
 from videomae_jax.data import decoding
 from videomae_jax.data import encoding
 from videomae_jax.data import shards as shards_lib
-from videomae_jax.data import worker_pool
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ogv",
                     ".wmv", ".ts")
@@ -158,33 +158,6 @@ def _test_hooks(name: str) -> None:
     time.sleep(float(slow))
 
 
-def video_file_record(path: str, *, source_name: str, label: int = -1, label_name: str = "",
-                      record_path: str | None = None, short_side: int = 320, video_format: str = "mp4",
-                      min_frames: int = 2, max_frames: int = 0, crf: int = encoding.DEFAULT_CRF,
-                      gop_size: int = encoding.DEFAULT_GOP_SIZE, preset: str = encoding.DEFAULT_PRESET,
-                      jpeg_quality: int = encoding.DEFAULT_JPEG_QUALITY, backend: str = "auto") -> dict[str, Any]:
-  """Decodes, resizes and re-encodes the video file `path`: one shard record (a dict; see shards.py).
-
-  `shards.serialize_record` packs it. `record_path` is the record's 'path' field (default `path` as given;
-  the build stores the path relative to its input folder). `short_side=0` keeps the frame size. The other
-  arguments are build_shards'. Raises decoding.DecodeError (or any exception) with the reason the file is
-  skipped: empty, not a video, truncated, corrupt, or fewer than `min_frames` frames.
-  """
-  if video_format not in ("mp4", "jpeg"):
-    raise ValueError(f"--format must be 'mp4' or 'jpeg', got {video_format!r}")
-  frames, info = decoding.read_video_frames(path, short_side, backend, max_frames)
-  if len(frames) < min_frames:
-    raise decoding.DecodeError(f"too short: {len(frames)} frame(s) < --min_frames={min_frames}")
-  record = dict(format=video_format, num_frames=len(frames), fps=info["fps"], height=info["height"],
-                width=info["width"], label=label, label_name=label_name, source=source_name,
-                path=path if record_path is None else record_path)
-  if video_format == "mp4":
-    record["video"] = encoding.encode_mp4(frames, info["fps_fraction"], crf=crf, gop_size=gop_size, preset=preset)
-  else:
-    record["frames"] = encoding.encode_jpeg_frames(frames, jpeg_quality)
-  return record
-
-
 def process_video(task: dict[str, Any]) -> bytes:
   """The worker task of build_shards: `video_file_record` of one input, serialized.
 
@@ -194,7 +167,7 @@ def process_video(task: dict[str, Any]) -> bytes:
   _test_hooks(os.path.basename(task["file"]))
   options = dict(task["options"])
   options["video_format"] = options.pop("format")
-  record = video_file_record(task["file"], label=task["label"], label_name=task["label_name"],
+  record = shards_lib.video_file_record(task["file"], label=task["label"], label_name=task["label_name"],
                              record_path=task["path"], **options)
   return shards_lib.serialize_record(record)
 
@@ -361,10 +334,6 @@ def _describe(input_path, source_name, options, items, labels, names, sidecars, 
   for i in range(len(names)):
     for size, count in sidecars[i]["frame_sizes"].items():
       frame_sizes[size] = frame_sizes.get(size, 0) + count
-  max_frame_size = None
-  if frame_sizes:
-    dims = [tuple(int(v) for v in size.split("x")) for size in frame_sizes]
-    max_frame_size = [max(h for h, _ in dims), max(w for _, w in dims)]
   versions = dict(av=av.__version__)
   if options["backend"] == "decord":
     import decord  # pylint: disable=import-outside-toplevel
@@ -380,7 +349,7 @@ def _describe(input_path, source_name, options, items, labels, names, sidecars, 
       labels=labels,
       label_counts={k: label_counts[k] for k in sorted(label_counts, key=int)},
       frame_sizes=dict(sorted(frame_sizes.items())),
-      max_frame_size=max_frame_size,
+      max_frame_size=shards_lib.max_frame_size(frame_sizes),
       sources=[dict(name=source_name, input=os.path.abspath(input_path), num_records=num_records)],
       shards=[dict(file=name, num_records=sidecars[i]["num_records"]) for i, name in enumerate(names)],
       failures=failures,
