@@ -142,9 +142,10 @@ def eval_config() -> ml_collections.ConfigDict:
 
 def base_config() -> ml_collections.ConfigDict:
   """Every key, with neutral defaults (no recipe)."""
-  config = ml_collections.ConfigDict()
-  config.task = "pretrain"                  # the task registry's name (videomae_jax.tasks): pretrain | classify
-  config.seed = 0                           # every random draw derives from (seed, step)
+  config = ml_collections.ConfigDict(dict(
+      task="pretrain",                      # what is trained (videomae_jax.tasks): pretrain | classify | a module
+      seed=0,                               # every random draw derives from (seed, step)
+  ))
   config.model = model_config()
   config.masking = masking_config()
   # Per-tubelet normalized pixel targets (VideoMAE's default); False: raw pixels.
@@ -181,7 +182,6 @@ def base_config() -> ml_collections.ConfigDict:
 def pretrain_config(variant: str) -> ml_collections.ConfigDict:
   """VideoMAE V2 pretraining on UnlabeledHybrid (ViT-g recipe: AdamW 0.9/0.95, 1200 epochs, dual masking)."""
   config = base_config()
-  config.task = "pretrain"
   config.model.variant = variant
   config.batch_size = 8192
   config.total_epochs = 1200.0
@@ -208,7 +208,7 @@ def finetune_config(variant: str = "B") -> ml_collections.ConfigDict:
   base_lr = X / repeated_aug.
   """
   config = base_config()
-  config.task = "classify"
+  config.update(task="classify")
   config.model.variant = variant
   config.model.num_classes = 400
   config.model.drop_path_rate = 0.1

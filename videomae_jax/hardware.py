@@ -1,6 +1,6 @@
 """Peak bf16 FLOP/s and memory of the accelerators we plan and launch for; one table, no jax import.
 
-Used by `videomae_jax.plan` (memory fit, time per step) and by the trainer for MFU:
+Used by `videomae_jax.planning` (memory fit, time per step) and by the trainer for MFU:
 
   from videomae_jax import hardware
   peak = hardware.peak_flops_per_second(jax.devices()[0].device_kind)   # None for CPU / unknown devices

@@ -1,4 +1,4 @@
-r"""Supervised fine-tuning and post-pretraining of the video classifier (config.task='classify').
+r"""Supervised fine-tuning and post-pretraining of the video classifier (the 'classify' task).
 
   batch   {'video': uint8 [B, T, S, S, 3] (augmented on the host: RandAugment, random resized crop, flip),
            'label': int32 [B]}
@@ -63,7 +63,7 @@ class ClassificationTask(Task):
   def from_config(cls, config: Any) -> "ClassificationTask":
     spec = model_spec_from_config(config.model)
     if spec.num_classes <= 0:
-      raise ConfigError("config.model.num_classes must be set (> 0) for config.task='classify' (e.g. 400 for K400, "
+      raise ConfigError("config.model.num_classes must be set (> 0) to train a classifier (e.g. 400 for K400, "
                         "710 for K710 post-pretraining, 174 for SSv2).")
     plan = finetune_masking_plan(config.masking, spec)
     erasing = float(config.augment.random_erasing)
