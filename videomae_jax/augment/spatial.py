@@ -66,12 +66,11 @@ class FinetuneTrainTransform:
   def from_config(cls, config: Any) -> "FinetuneTrainTransform":
     """config.model.image_size and config.augment.{rand_augment, crop_scale, crop_ratio, flip}."""
     aug = config.augment
-    spec = aug.get("rand_augment", "") or ""
+    spec = aug.rand_augment or ""
     return cls(size=int(config.model.image_size),
                rand_augment=RandAugment.from_string(spec) if spec else None,
-               scale=tuple(float(v) for v in aug.get("crop_scale", DEFAULT_SCALE)),
-               ratio=tuple(float(v) for v in aug.get("crop_ratio", DEFAULT_RATIO)),
-               flip=bool(aug.get("flip", True)))
+               scale=tuple(float(v) for v in aug.crop_scale), ratio=tuple(float(v) for v in aug.crop_ratio),
+               flip=bool(aug.flip))
 
   def __call__(self, frames: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
     frames = np.asarray(frames)

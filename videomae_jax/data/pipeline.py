@@ -201,11 +201,9 @@ class PretrainViews(grain.transforms.RandomMap):
   def from_config(cls, config) -> "PretrainViews":
     data = config.data
     return cls(clip_length=num_clip_frames(config), image_size=int(config.model.image_size),
-               repeats=int(data.get("repeated_aug", 1)),
-               scales=tuple(float(s) for s in data.get("multiscale_crop_scales", transforms.SCALES)),
-               flip=bool(data.get("flip", False)),
-               crop_canvas=crop_canvas(config) if data.get("crop_on_device", False) else (0, 0),
-               sampling=str(data.get("sampling", "random")), backend=str(data.get("video_decoder", "auto")))
+               repeats=int(data.repeated_aug), scales=tuple(float(s) for s in data.multiscale_crop_scales),
+               flip=bool(data.flip), crop_canvas=crop_canvas(config) if data.crop_on_device else (0, 0),
+               sampling=str(data.sampling), backend=str(data.video_decoder))
 
   def random_map(self, records, rng: np.random.Generator):
     if all(self.crop_canvas):
@@ -265,8 +263,7 @@ class FinetuneViews(grain.transforms.RandomMap):
   def from_config(cls, config) -> "FinetuneViews":
     data = config.data
     return cls(transform=FinetuneTrainTransform.from_config(config), clip_length=num_clip_frames(config),
-               repeats=int(data.get("repeated_aug", 1)), sampling=str(data.get("sampling", "random")),
-               backend=str(data.get("video_decoder", "auto")))
+               repeats=int(data.repeated_aug), sampling=str(data.sampling), backend=str(data.video_decoder))
 
   def random_map(self, records, rng: np.random.Generator):
     repeats, size = self.repeats, self.transform.size
@@ -302,9 +299,8 @@ class TestViews(grain.transforms.RandomMap):
   def from_config(cls, config) -> "TestViews":
     ev = config.eval
     return cls(num_frames=int(config.model.num_frames), image_size=int(config.model.image_size),
-               num_clips=int(ev.get("num_clips", 1)), num_crops=int(ev.get("num_crops", 1)),
-               sampling=str(ev.get("sampling", "uniform")), stride=int(ev.get("stride", 4)),
-               short_side=int(ev.get("short_side", 0) or 0), backend=str(config.data.get("video_decoder", "auto")))
+               num_clips=int(ev.num_clips), num_crops=int(ev.num_crops), sampling=str(ev.sampling),
+               stride=int(ev.stride), short_side=int(ev.short_side or 0), backend=str(config.data.video_decoder))
 
   @property
   def num_views(self) -> int:
@@ -373,7 +369,7 @@ class _LookupOrPad(grain.transforms.Map):
 def num_clip_frames(config) -> int:
   """Frames per clip in the batches: data.num_candidate_frames when set (MATS adaptive selection), else
   model.num_frames."""
-  candidates = int(config.data.get("num_candidate_frames", 0) or 0)
+  candidates = int(config.data.num_candidate_frames or 0)
   if candidates:
     if candidates % 2 or candidates < config.model.num_frames:
       raise ConfigError(f"config.data.num_candidate_frames={candidates} must be even and >= model.num_frames="
@@ -390,7 +386,7 @@ def crop_canvas(config, *, default: tuple[int, int] | None = None) -> tuple[int,
   feature's static shape. Clips larger than the canvas are shrunk to fit on the host (aspect kept); smaller
   ones are zero padded. Where the sizes cannot be read, returns `default` if given, else raises.
   """
-  canvas = tuple(int(v) for v in (config.data.get("crop_canvas") or (0, 0)))
+  canvas = tuple(int(v) for v in (config.data.crop_canvas or (0, 0)))
   if len(canvas) != 2:
     raise ConfigError(f"config.data.crop_canvas must be (height, width), got {canvas}.")
   if all(v > 0 for v in canvas):
@@ -448,19 +444,19 @@ def record_stream(config, *, mode: str, process_index: int, process_count: int, 
   strided over the processes the same way.
   """
   if mode == "test":
-    path = config.eval.get("path", "")
+    path = config.eval.path
     if not path:
       raise ConfigError("config.eval.path is empty: set it to the labeled shard folder of the test split.")
     (data_source, _, to_record), = open_sources([dict(name="test", path=path)])
     dataset = grain.MapDataset.source(data_source).map(to_record)
-    max_videos = int(config.eval.get("max_videos", -1))
+    max_videos = int(config.eval.max_videos)
     total = min(len(dataset), max_videos) if max_videos > 0 else len(dataset)
     padded = math.ceil(total / global_batch) * global_batch
     return grain.MapDataset.range(padded).map(_LookupOrPad(dataset, total))[process_index::process_count]
   sources = [s for s in config.data.sources if float(_as_dict(s).get("weight", 1.0)) > 0]
   if not sources:
     raise ConfigError("config.data.sources lists no source with weight > 0.")
-  opened = open_sources(sources, str(config.data.get("label_set", "") or ""))
+  opened = open_sources(sources, str(config.data.label_set or ""))
   seeds = np.random.SeedSequence(seed).generate_state(len(opened))
   per_source = []
   for i, (data_source, _, to_record) in enumerate(opened):
@@ -499,9 +495,9 @@ def make_dataset(config, *, mode: str, process_index: int | None = None, process
   test = mode == "test"
   batch_key = "config.eval.batch_size" if test else "config.batch_size"
   batch_size = int(batch_size if batch_size is not None else config.eval.batch_size if test else config.batch_size)
-  workers = (config.eval if test else config.data).get("num_workers", 0)
+  workers = (config.eval if test else config.data).num_workers
   num_workers = int(workers if num_workers is None else num_workers)
-  seed = int(config.get("seed", 0) if seed is None else seed)
+  seed = int(config.seed if seed is None else seed)
   views = _VIEWS[mode].from_config(config)
   if batch_size % process_count:
     raise ConfigError(f"{batch_key}={batch_size} is not divisible by the {process_count} processes.")
@@ -516,7 +512,7 @@ def make_dataset(config, *, mode: str, process_index: int | None = None, process
   views_seed = int(np.random.SeedSequence([seed, process_index, *views.seed_salt]).generate_state(1)[0])
   dataset = records.batch(local // views.repeats, drop_remainder=True, batch_fn=list).random_map(views,
                                                                                                seed=views_seed)
-  buffer_size = int(config.data.get("worker_buffer_size", 2))
+  buffer_size = int(config.data.worker_buffer_size)
   # One thread per worker: batches are the unit of work, and the parallelism is in the worker processes.
   # worker_buffer_size=0 computes each batch on demand in the calling thread (benchmarks, debugging).
   iter_dataset = dataset.to_iter_dataset(
