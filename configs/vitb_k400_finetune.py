@@ -6,7 +6,8 @@ r"""ViT-B/16 fine-tuning on Kinetics-400 from a VideoMAE V2 pretraining (16 fram
       --config.eval.path=K400_VAL_SHARDS
 init_from also takes a params export of converted official weights (python -m videomae_jax.tools.from_pytorch).
 
-Recipe (the official VideoMAE ViT-B Kinetics script; docs/upstream.md section 4): AdamW (0.9, 0.999), wd 0.05, official lr 1e-3
+Recipe (the official VideoMAE ViT-B Kinetics script; docs/upstream.md section 4): AdamW (0.9, 0.999), wd 0.05,
+official lr 1e-3
 per 256 videos -> base_lr 5e-4 here (our batch counts the 2 repeated augmentations), batch 512 clips = 256 videos,
 75 epochs with 5 warmup, cosine to 1e-6, layer decay 0.75, drop path 0.1, RandAugment m7-n4, random resized crop
 + flip, random erasing 0.25, mixup 0.8 / cutmix 1.0, label smoothing 0.1. Test: 5 clips x 3 crops, short side 224.

@@ -5,7 +5,8 @@ r"""ViT-B/16 fine-tuning on Something-Something V2 (174 classes; 16 frames x 224
   python -m videomae_jax.tools.evaluate --config=configs/vitb_ssv2_finetune.py --workdir=runs/vitb_ssv2 \
       --config.eval.path=SSV2_VAL_SHARDS
 
-Recipe (the official VideoMAE ViT-B SSv2 script; docs/upstream.md section 4): official lr 5e-4 per 256 videos -> base_lr 2.5e-4
+Recipe (the official VideoMAE ViT-B SSv2 script; docs/upstream.md section 4): official lr 5e-4 per 256 videos ->
+base_lr 2.5e-4
 here (2 repeated augmentations counted in the batch), batch 384 clips, 40 epochs with 5 warmup, layer decay 0.75,
 drop path 0.1, RandAugment m7-n4, random resized crop WITHOUT flip (left/right is part of the label, e.g. 'pushing
 something from left to right'), random erasing 0.25, mixup 0.8 / cutmix 1.0, label smoothing 0.1.

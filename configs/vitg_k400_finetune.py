@@ -10,7 +10,8 @@ The transferred model can also be tested before any K400 training:
   python -m videomae_jax.tools.evaluate --config=configs/vitg_k400_finetune.py --workdir=runs/vitg_k710_as_k400 \
       --params=exports/vitg_k710_k400
 
-Target (VideoMAE V2 paper; docs/upstream.md section 4): 88.5% top-1 at 16 x 224, 5 clips x 3 crops. The schedule of this short stage is
+Target (VideoMAE V2 paper; docs/upstream.md section 4): 88.5% top-1 at 16 x 224, 5 clips x 3 crops. The schedule
+of this short stage is
 not published: the values below (5 epochs, 1 warmup, base_lr 1e-4 at 256 clips, drop path 0.3, layer decay
 0.9, the usual augmentation) are our starting point; check them against the official script before a full run.
 """

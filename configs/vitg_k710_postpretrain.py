@@ -10,7 +10,8 @@ videomae_jax.data.label_maps, exact name first, then the official synonym table)
 sets must be removed when building the shards (the official K710 train list has 658k videos, 67k val).
 Stage 3 (configs/vitg_k400_finetune.py) takes this run's head rows through label_710to400.json.
 
-Recipe (the official VideoMAE V2 post-pretraining; docs/upstream.md section 4): AdamW (0.9, 0.999), official lr 1e-3 at batch 128 videos -> effective 5e-4; here
+Recipe (the official VideoMAE V2 post-pretraining; docs/upstream.md section 4): AdamW (0.9, 0.999), official lr
+1e-3 at batch 128 videos -> effective 5e-4; here
 base_lr 5e-4 at batch 256 clips (128 videos x 2 repeated augmentations), warmup 5, 40 epochs, drop path 0.3,
 layer decay 0.9, mixup 0.8 / cutmix 1.0, label smoothing 0.1, RandAugment m7-n4, grad clip 5.0, 16 x 224 frames
 at stride 4. Activation checkpointing and scanned layers, as in pretraining.

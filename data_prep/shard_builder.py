@@ -47,8 +47,7 @@ from videomae_jax.data import decoding
 from videomae_jax.data import encoding
 from videomae_jax.data import shards as shards_lib
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ogv",
-                    ".wmv", ".ts")
+VIDEO_EXTENSIONS = decoding.VIDEO_EXTENSIONS
 
 # Test hooks (environment variables read by the worker processes): a file whose base name matches the glob in
 # HANG sleeps forever, in CRASH kills its worker, and SLOW adds that many seconds to every file.

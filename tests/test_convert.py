@@ -218,7 +218,7 @@ def test_fixed_pos_embed_is_dropped_and_learned_one_rejected():
   from videomae_jax.models import posembed
   state_dict = {"blocks.0.norm1.weight": np.zeros(8), "pos_embed": posembed.sinusoid_table(32, 8)[None]}
   cleaned, kind = mapping.normalize_official_state_dict(state_dict)
-  assert kind == mapping.KIND_CLASSIFIER and "pos_embed" not in cleaned
+  assert kind == mapping.KIND_ENCODER and "pos_embed" not in cleaned  # no head: an encoder
   state_dict["pos_embed"] = state_dict["pos_embed"] + 0.1
   with pytest.raises(ValueError, match="learned or interpolated position embeddings"):
     mapping.normalize_official_state_dict(state_dict)
@@ -346,9 +346,12 @@ def test_non_convert_modules_do_not_import_torch_and_convert_says_how_to_install
   assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_encoder_only_weights_fail_with_an_explanation():
+def test_encoder_only_weights_are_an_encoder():
+  """Once refused ("only full pretraining models ... and fine-tuned classifiers convert"); now a kind of its own
+  (tests/test_weights.py converts every published encoder-only layout and checks the features)."""
   state_dict = mapping.flax_to_official(random_params(small_spec(), mapping.KIND_PRETRAIN), mapping.KIND_PRETRAIN)
   encoder_only = {k: v for k, v in state_dict.items() if k.startswith("encoder.")}
   cleaned, kind = mapping.normalize_official_state_dict(encoder_only)
-  with pytest.raises(mapping.StateDictMismatchError, match=r"(?s)missing keys \(1\): head.weight.*encoder without"):
-    mapping.infer_model_config(cleaned, kind, **SMALL_IMPORT_FLAGS)
+  config = mapping.infer_model_config(cleaned, kind, **SMALL_IMPORT_FLAGS)
+  assert kind == mapping.KIND_ENCODER and "norm.weight" in cleaned
+  assert config["num_classes"] == 0 and config["pooled_norm"] == "norm" and config["width"] == 64

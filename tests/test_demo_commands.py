@@ -40,7 +40,7 @@ def test_demo_pretrain_finetune_evaluate(tmp_path):
              "--compilation_cache_dir=")
   assert "parameter arrays from config.init_from=" in out.stderr
   ran = json.load(open(os.path.join(finetune, "config.json")))
-  assert ran["task"] == "classify" and ran["eval"]["path"] == os.path.join(data, "test", "shards")
+  assert ran["task"] == "classify" and ran["data"]["sources"][0]["path"] == os.path.join(data, "labeled", "shards")
   _run("videomae_jax.tools.evaluate", "demo_finetune.py", finetune, *common)
   with open(os.path.join(finetune, "eval_results.json")) as f:
     results = json.load(f)

@@ -101,7 +101,8 @@ def test_running_cell_keeps_every_position_in_exactly_2_of_4_consecutive_slices(
   for offset in range(4):
     for start in range(16 - 3):
       np.testing.assert_array_equal(kept[offset, start:start + 4].sum(axis=0), 2)
-  # The dropped unit by pointer p % 4, as the official masking_generator.py produces them (docs/upstream.md section 2) (offset 0 starts at p = 1).
+  # The dropped unit by pointer p % 4, as the official masking_generator.py produces them (docs/upstream.md
+  # section 2; offset 0 starts at p = 1).
   expected_units = {1: [[1, 0], [0, 1]], 2: [[0, 0], [1, 1]], 3: [[0, 1], [1, 0]], 0: [[1, 1], [0, 0]]}
   for t in range(4):
     np.testing.assert_array_equal(maps[0, t, :2, :2], expected_units[(t + 1) % 4])

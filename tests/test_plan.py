@@ -1,4 +1,5 @@
-"""videomae_jax.planning (`python -m videomae_jax.tools.plan`): memory, FLOPs, time and the recommended mesh, checked against the recipe and against XLA."""
+"""videomae_jax.planning (`python -m videomae_jax.tools.plan`): memory, FLOPs, time and the recommended mesh,
+checked against the recipe and against XLA."""
 import json
 import math
 import os
@@ -77,7 +78,7 @@ def test_too_few_devices_fall_back_to_microbatches():
 
 def test_analytic_flops_match_the_papers_gflops():
   # VideoMAE V2 reports ViT-B pretraining cost per clip (multiply-accumulates, as fvcore counts them):
-  # running-cell decoder masking 25.87 G, no decoder masking (VideoMAE) 35.48 G. (VideoMAE V2 paper, decoder masking ablation).
+  # running-cell decoder masking 25.87 G, no decoder masking (VideoMAE) 35.48 G (the decoder masking ablation).
   config = vitb_pretrain.get_config()
   spec = model_spec_from_config(config.model)
   macs = plan.flops_per_clip(spec, masking.masking_plan(config.masking, spec))["forward"] / 2

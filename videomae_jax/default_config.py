@@ -35,6 +35,7 @@ def model_config(variant: str = "B") -> ml_collections.ConfigDict:
       attention_impl="auto",                 # auto | xla | cudnn (jax.nn.dot_product_attention)
       pos_embed_grid=config_dict.placeholder(tuple),  # (t, h, w) the position table was laid out for; None: own grid
       num_classes=0,                         # classifier classes (0: no head)
+      pooled_norm="fc_norm",                 # classifier pooling: fc_norm (official) | norm | none (models.classifier)
       head_init_scale=0.001,                 # the classifier head's init is scaled by this (official init_scale)
       head_dropout_rate=0.0,                 # dropout before the classifier head
   ))
@@ -64,6 +65,7 @@ def optimizer_config() -> ml_collections.ConfigDict:
       weight_decay=0.05,         # decoupled; never on 1-D params, biases or mask_token
       grad_clip_norm=0.02,       # global-norm clipping; 0: off
       layer_decay=1.0,           # fine-tuning: update of layer i scaled by ld**(L+1-i); 1.0: off
+      frozen_params="",          # regex of '/'-joined parameter paths never updated ('encoder/.*': a linear probe)
   ))
 
 

@@ -9,6 +9,7 @@ Scanned blocks get a per-layer scale array on their leading axis, so scan and no
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, NamedTuple, Optional
 
 import jax
@@ -129,4 +130,11 @@ def make_optimizer(optimizer_cfg: Mapping[str, Any], params: Any, *, batch_size:
     if depth is None:
       raise ConfigError("layer decay needs the encoder depth.")
     parts.append(scale_by_tree(layer_decay_scales(params, depth, layer_decay)))
+  frozen = cfg.get("frozen_params", "")
+  if frozen:
+    # A linear probe ('encoder/.*'): these leaves get no update at all (no gradient step, no weight decay).
+    pattern = re.compile(frozen)
+    mask = jax.tree_util.tree_map_with_path(lambda path, _: bool(pattern.search("/".join(_path_names(path)))),
+                                            params)
+    parts.append(optax.masked(optax.set_to_zero(), mask))
   return optax.chain(*parts), schedule

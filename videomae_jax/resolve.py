@@ -1,12 +1,13 @@
 """Fills the values of a config that depend on data, once, before anything else reads the config.
 
   config = resolve.resolve(config)                     # the trainer: builds missing demo data, reads the shards
+  config = resolve.resolve(config, evaluation=True)     # the test program: the demo's test set too
   config = resolve.resolve(config, for_training=False)  # shape-only tools (inspect, benchmarks, plan)
 
 What it fills:
-  * the demo's data (config.data.demo_dir / config.eval.demo_dir): the synthetic shards are built there if missing
-    (process 0; the others wait) and every training source without a path, an empty config.eval.path and a
-    relative config.data.reconstruction_video point into them;
+  * the demo's data (config.data.demo_dir, and config.eval.demo_dir when evaluating): the synthetic shards are
+    built there if missing (process 0; the others wait) and every training source without a path, an empty
+    config.eval.path and a relative config.data.reconstruction_video point into them;
   * config.data.crop_canvas, with crops on the device: the largest frame size of the weighted sources (their
     dataset.json, or a TFDS video feature's static shape), so the compiled step and the pipeline agree on the
     batch shape. Shape-only tools without data fall back to a 16:9 canvas at build_shards' default short side.
@@ -34,7 +35,8 @@ def _demo_shards(section, default_seed: int, build: bool) -> str:
   return os.path.join(section.demo_dir, "shards")
 
 
-def resolve(config: ml_collections.ConfigDict, *, for_training: bool = True) -> ml_collections.ConfigDict:
+def resolve(config: ml_collections.ConfigDict, *, for_training: bool = True,
+            evaluation: bool = False) -> ml_collections.ConfigDict:
   """A copy of `config` with its data-dependent values filled in (see the module docstring)."""
   config = config.copy_and_resolve_references()
   with config.unlocked():
@@ -45,8 +47,8 @@ def resolve(config: ml_collections.ConfigDict, *, for_training: bool = True) -> 
           source["path"] = shards
       if config.data.reconstruction_video and not os.path.isabs(config.data.reconstruction_video):
         config.data.reconstruction_video = os.path.join(config.data.demo_dir, config.data.reconstruction_video)
-    if config.eval.demo_dir and not config.eval.path:
-      config.eval.path = _demo_shards(config.eval, 1, build=for_training)
+    if evaluation and config.eval.demo_dir and not config.eval.path:
+      config.eval.path = _demo_shards(config.eval, 1, build=True)
     if config.data.crop_on_device and not min(config.data.crop_canvas) > 0:
       try:
         canvas = pipeline.crop_canvas(config, default=None if for_training else pipeline.DEFAULT_CROP_CANVAS)

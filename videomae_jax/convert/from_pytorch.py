@@ -1,4 +1,4 @@
-"""Import PyTorch VideoMAE V2 weights (official `.pth` releases or HuggingFace folders) into a params export.
+"""Import PyTorch VideoMAE V2 weights (every published layout) into a params export.
 
   python -m videomae_jax.tools.from_pytorch --input=vit_b_k710_dl_from_giant.pth --output=exports/vit_b_k710
   python -m videomae_jax.tools.from_pytorch --input=hf_videomae_folder/ --output=exports/hf_b
@@ -6,15 +6,23 @@
 
 The output (model.json + orbax params/) is what `config.init_from` and `to_pytorch --checkpoint` accept.
 
-Official files: the state dict may sit under `model` or `module` or be bare; `_orig_mod.`, `module.` and
-`backbone.` prefixes are removed, and `encoder.` too on fine-tuned weights. A file with decoder keys is a
-pretraining model, else a classifier. Dimensions come from the shapes; head counts from --num_heads /
---decoder_num_heads, else --variant, else the variant table by width; frames and image size (not stored in the
-weights) from --num_frames / --image_size (default 16 and 224). HF folders carry all of that in config.json.
+What is read (docs/upstream.md section 6 lists the published files):
+  * official `.pth` / `.safetensors` files, fp32 or fp16, under `model` / `module` or bare: pretraining models
+    (with decoder), fine-tuned and distilled classifiers, and encoders alone (a pretraining checkpoint's encoder, a
+    backbone export); MMAction2's conversions (`backbone.` / `cls_head.` names, its saved position table checked
+    to be the fixed one). Prefixes `_orig_mod.`, `module.`, `model.`, `backbone.` and, without a decoder,
+    `encoder.` are removed. Dimensions come from the shapes; head counts from --num_heads / --decoder_num_heads,
+    else --variant (any case), else the variant table by width; frames and image size (not in the weights) from
+    --num_frames / --image_size (default 16 and 224).
+  * HuggingFace hub VideoMAEv2 folders (`OpenGVLab/VideoMAEv2-*`: remote code, config.json with a nested
+    `model_config`, `model.`-prefixed safetensors): the fine-tuning model, usually with 0 classes (an encoder).
+  * transformers VideoMAE folders (4.x `q_bias` / `v_bias`, 5.x `query.bias` / `value.bias`):
+    VideoMAEForPreTraining, VideoMAEForVideoClassification and the bare VideoMAEModel (an encoder).
 Loading is safe: torch.load(weights_only=True) or safetensors, never arbitrary unpickling.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -27,7 +35,8 @@ from videomae_jax.models.variants import model_spec_from_config
 logger = logging.getLogger(__name__)
 
 HF_ARCHITECTURES = {"VideoMAEForPreTraining": mapping.KIND_PRETRAIN,
-                    "VideoMAEForVideoClassification": mapping.KIND_CLASSIFIER}
+                    "VideoMAEForVideoClassification": mapping.KIND_CLASSIFIER,
+                    "VideoMAEModel": mapping.KIND_ENCODER}
 OUR_LAYER_NORM_EPS = 1e-6
 
 
@@ -59,9 +68,14 @@ def hf_model_config(config: Mapping[str, Any], kind: str) -> Dict[str, Any]:
                  decoder_depth=int(config["decoder_num_hidden_layers"]),
                  decoder_num_heads=int(config["decoder_num_attention_heads"]),
                  decoder_mlp_dim=int(config["decoder_intermediate_size"]), num_classes=0)
-  else:
+  elif kind == mapping.KIND_CLASSIFIER:
+    if not config.get("use_mean_pooling", True):
+      raise ValueError("HF config use_mean_pooling=False: that classifier reads the first token, which ours "
+                       "(and the official VideoMAE V2 fine-tuning model) never do.")
     labels = config.get("id2label") or {}
     model["num_classes"] = int(config.get("num_labels") or len(labels))
+  else:  # the bare VideoMAEModel: a final layernorm only without mean pooling
+    model.update(num_classes=0, pooled_norm="none" if config.get("use_mean_pooling", True) else "norm")
   model["variant"] = mapping.matching_variant(model, kind)
   return model
 
@@ -71,6 +85,8 @@ def read_hf(folder: str) -> Tuple[Dict[str, np.ndarray], str, Dict[str, Any]]:
   config, state_dict = torch_io.read_hf_folder(folder)
   architectures = [a for a in config.get("architectures") or [] if a in HF_ARCHITECTURES]
   kind = HF_ARCHITECTURES[architectures[0]] if architectures else mapping.infer_hf_kind(state_dict)
+  if kind == mapping.KIND_ENCODER:  # the bare model's keys have no `videomae.` prefix
+    state_dict = {key if key.startswith("videomae.") else f"videomae.{key}": v for key, v in state_dict.items()}
   official = mapping.hf_to_official(state_dict, kind)
   if not config.get("qv_bias", config.get("qkv_bias", True)):  # no q/v biases: ours are then zero
     for key, value in list(official.items()):
@@ -79,6 +95,52 @@ def read_hf(folder: str) -> Tuple[Dict[str, np.ndarray], str, Dict[str, Any]]:
         for name in ("q_bias", "v_bias"):
           official.setdefault(key.replace("qkv.weight", name), np.zeros((width,), np.float32))
   return official, kind, hf_model_config(config, kind)
+
+
+HUB_MODEL_TYPE = "VideoMAEv2_Base"  # what the hub's config.json says for every size
+
+
+def hub_model_config(config: Mapping[str, Any], kind: str) -> Dict[str, Any]:
+  """Our model config from a hub VideoMAEv2 config.json (its nested `model_config`: the official fine-tuning
+  VisionTransformer's arguments)."""
+  model_config = config["model_config"]
+  required = {"use_learnable_pos_emb": False, "cos_attn": False, "in_chans": 3, "qkv_bias": True,
+              "use_mean_pooling": True, "init_values": 0}  # init_values > 0 would be layer scale
+  for key, value in required.items():
+    if key in model_config and (model_config[key] or 0) != (value or 0):
+      raise ValueError(f"hub model_config {key}={model_config[key]!r}: only {key}={value!r} (the released "
+                       "VideoMAE V2 models) converts.")
+  if model_config.get("layer_norm_eps", OUR_LAYER_NORM_EPS) != OUR_LAYER_NORM_EPS:
+    logger.warning("hub model_config layer_norm_eps=%g; our models use %g.", model_config["layer_norm_eps"],
+                   OUR_LAYER_NORM_EPS)
+  width = int(model_config["embed_dim"])
+  model = dict(width=width, depth=int(model_config["depth"]), num_heads=int(model_config["num_heads"]),
+               mlp_dim=int(width * float(model_config["mlp_ratio"])),
+               patch_size=_square(model_config["patch_size"], "patch_size"),
+               tubelet_size=int(model_config.get("tubelet_size", 2)),
+               num_frames=int(model_config.get("num_frames", 16)),
+               image_size=_square(model_config.get("img_size", 224), "img_size"),
+               num_classes=int(model_config.get("num_classes", 0) or 0))
+  if kind == mapping.KIND_ENCODER:
+    model["pooled_norm"] = "fc_norm"
+  model["variant"] = mapping.matching_variant(model, kind)
+  return model
+
+
+def is_hub_folder(folder: str) -> bool:
+  """A HuggingFace hub VideoMAEv2 (remote code) folder: its config.json nests the model's arguments."""
+  path = os.path.join(folder, torch_io.HF_CONFIG)
+  if not os.path.isfile(path):
+    return False
+  with open(path) as f:
+    return "model_config" in json.load(f)
+
+
+def read_hub(folder: str) -> Tuple[Dict[str, np.ndarray], str, Dict[str, Any], Dict[str, Any]]:
+  """(official-layout state dict, kind, model config, config.json) of a hub VideoMAEv2 folder."""
+  config, state_dict = torch_io.read_hf_folder(folder)
+  state_dict, kind = mapping.normalize_official_state_dict(state_dict)
+  return state_dict, kind, hub_model_config(config, kind), config
 
 
 def read_official(path: str, **infer_kwargs) -> Tuple[Dict[str, np.ndarray], str, Dict[str, Any]]:
@@ -96,7 +158,10 @@ def import_pytorch(input_path: str, *, variant: Optional[str] = None, num_heads:
                    decoder_num_heads: Optional[int] = None, num_frames: Optional[int] = None,
                    image_size: Optional[int] = None) -> params_io.LoadedParams:
   """Reads a `.pth`/`.safetensors` file or an HF folder into our per-layer params (float32 numpy)."""
-  if os.path.isdir(input_path):
+  hub_config = None
+  if os.path.isdir(input_path) and is_hub_folder(input_path):
+    state_dict, kind, model_config, hub_config = read_hub(input_path)
+  elif os.path.isdir(input_path):
     state_dict, kind, model_config = read_hf(input_path)
     flags = dict(variant=variant, num_heads=num_heads, decoder_num_heads=decoder_num_heads, num_frames=num_frames,
                  image_size=image_size)
@@ -111,11 +176,12 @@ def import_pytorch(input_path: str, *, variant: Optional[str] = None, num_heads:
     raise FileNotFoundError(f"{input_path} does not exist.")
   spec = model_spec_from_config(model_config)
   params = mapping.official_to_flax(state_dict, spec, kind, what=f"weights in {input_path}")
-  return params_io.LoadedParams(params, kind, model_config, None, os.path.abspath(input_path))
+  return params_io.LoadedParams(params, kind, model_config, None, os.path.abspath(input_path), hub_config)
 
 
 def convert(input_path: str, output_dir: str, *, overwrite: bool = False, **kwargs) -> params_io.LoadedParams:
   """Imports `input_path` and writes the params export `output_dir`."""
   loaded = import_pytorch(input_path, **kwargs)
-  params_io.save_params_export(output_dir, loaded.params, loaded.kind, loaded.model_config, overwrite=overwrite)
+  params_io.save_params_export(output_dir, loaded.params, loaded.kind, loaded.model_config, overwrite=overwrite,
+                               hub_config=loaded.hub_config)
   return loaded

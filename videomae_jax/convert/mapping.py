@@ -1,6 +1,7 @@
 """Parameter names and layouts: our Flax tree <-> official VideoMAE V2 state dict <-> HuggingFace VideoMAE.
 
-Pure numpy (the layouts: docs/upstream.md section 5); torch is needed only to read and write files (`from_pytorch`, `to_pytorch`).
+Pure numpy (the layouts: docs/upstream.md sections 5 and 6); torch is needed only to read and write files
+(`from_pytorch`, `to_pytorch`).
 
 The official layout is the hub of every conversion:
 
@@ -10,6 +11,14 @@ The official layout is the hub of every conversion:
 Our module names follow the official ones, so a Flax path becomes an official key by joining it with dots, with
 `kernel`/`scale` renamed to `weight` and the kernel transposed: Dense `[in, out]` -> Linear `[out, in]`, Conv
 `[kT, kH, kW, I, O]` -> Conv3d `[O, I, kT, kH, kW]`. The fine-tuning model's keys carry no `encoder.` prefix.
+
+Three kinds of parameter trees (docs/upstream.md section 6 lists the published files of each):
+  pretrain    encoder (with its final norm) + encoder_to_decoder + mask_token + decoder
+  classifier  encoder (no final norm) + fc_norm + head: the official fine-tuning model
+  encoder     an encoder without decoder or head: with fc_norm (the hub's VideoMAEv2 encoders, the fine-tuning
+              model with 0 classes), or with its final norm (a pretraining checkpoint's encoder, a backbone export),
+              or with neither (transformers' bare VideoMAEModel with mean pooling). Its keys are the fine-tuning
+              model's; ModelSpec.pooled_norm says which norm pools the features.
 """
 from __future__ import annotations
 
@@ -23,11 +32,12 @@ import numpy as np
 from flax import traverse_util
 
 from videomae_jax.models import layer_stacking, posembed
-from videomae_jax.models.variants import DECODER_DEPTH, VARIANTS, ModelSpec
+from videomae_jax.models.variants import DECODER_DEPTH, VARIANTS, ModelSpec, variant_name
 
 KIND_PRETRAIN = "pretrain"
 KIND_CLASSIFIER = "classifier"
-KINDS = (KIND_PRETRAIN, KIND_CLASSIFIER)
+KIND_ENCODER = "encoder"
+KINDS = (KIND_PRETRAIN, KIND_CLASSIFIER, KIND_ENCODER)
 
 StateDict = Dict[str, np.ndarray]
 FlaxPath = Tuple[str, ...]
@@ -61,13 +71,30 @@ def check_kind(kind: str) -> str:
 
 
 def infer_kind(params: Mapping[str, Any]) -> str:
-  """'pretrain' for a tree with a decoder, 'classifier' for one with a head."""
+  """'pretrain' for a tree with a decoder, 'classifier' for one with a head, 'encoder' for an encoder alone."""
   if "decoder" in params:
     return KIND_PRETRAIN
   if "head" in params:
     return KIND_CLASSIFIER
+  if "encoder" in params:
+    return KIND_ENCODER
   raise ValueError(f"cannot tell the model from a parameter tree with top-level keys {sorted(params)}: expected "
-                   "'decoder' (pretraining model) or 'head' (classifier).")
+                   "'decoder' (pretraining model), 'head' (classifier) or 'encoder'.")
+
+
+def pooled_norm_of(params: Mapping[str, Any]) -> str:
+  """ModelSpec.pooled_norm of an encoder or classifier tree: 'fc_norm', 'norm' (encoder/norm) or 'none'."""
+  if "fc_norm" in params:
+    return "fc_norm"
+  return "norm" if "norm" in params.get("encoder", {}) else "none"
+
+
+def encoder_params(params: Mapping[str, Any], kind: str) -> Dict[str, Any]:
+  """The encoder-kind tree inside any kind: a classifier without its head, a pretraining model's encoder."""
+  check_kind(kind)
+  if kind == KIND_PRETRAIN:
+    return {"encoder": params["encoder"]}
+  return {key: value for key, value in params.items() if key != "head"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -113,7 +140,7 @@ def official_key(path: FlaxPath, kind: str) -> Tuple[str, str]:
     leaf, layout = "weight", (CONV3D if "patch_embed" in names else LINEAR)
   elif leaf == "scale":
     leaf = "weight"
-  if kind == KIND_CLASSIFIER and names[0] == "encoder":
+  if kind != KIND_PRETRAIN and names[0] == "encoder":
     names = names[1:]
   return ".".join(names[:-1] + [leaf]), layout
 
@@ -149,15 +176,18 @@ def expected_param_shapes(spec: ModelSpec, kind: str) -> Dict[FlaxPath, Tuple[in
     model = VideoMAEPretrainModel(spec)
     variables = jax.eval_shape(lambda v, e, d: model.init(jax.random.key(0), v, e, d), video, index, index)
   else:
-    if spec.num_classes <= 0:
+    if kind == KIND_CLASSIFIER and spec.num_classes <= 0:
       raise ValueError("the classifier needs num_classes > 0 in its model config.")
+    if kind == KIND_ENCODER:
+      spec = dataclasses.replace(spec, num_classes=0)
     model = VideoClassifier(spec)
     variables = jax.eval_shape(lambda v: model.init(jax.random.key(0), v), video)
   return {path: tuple(leaf.shape) for path, leaf in traverse_util.flatten_dict(variables["params"]).items()}
 
 
 def describe(spec: ModelSpec, kind: str) -> str:
-  model = "pretraining model" if kind == KIND_PRETRAIN else f"classifier ({spec.num_classes} classes)"
+  model = {KIND_PRETRAIN: "pretraining model", KIND_ENCODER: f"encoder (features pooled with {spec.pooled_norm})",
+           KIND_CLASSIFIER: f"classifier ({spec.num_classes} classes)"}[kind]
   text = (f"VideoMAE V2 {model}: width {spec.width}, depth {spec.depth}, {spec.num_heads} heads, MLP {spec.mlp_dim}, "
           f"patch {spec.patch_size}, tubelet {spec.tubelet_size}")
   if kind == KIND_PRETRAIN:
@@ -227,28 +257,43 @@ def _strip_prefix(key: str, prefix: str) -> str:
   return key[len(prefix):] if key.startswith(prefix) else key
 
 
-def normalize_official_state_dict(state_dict: Mapping[str, np.ndarray]) -> Tuple[StateDict, str]:
-  """Strips wrapper prefixes and tells the kind: returns (state dict in the official layout, kind).
+# MMAction2's VideoMAE / VideoMAE V2 conversions name a few modules differently (its FFN and PatchEmbed, its head).
+_MMACTION2_RENAMES = (("patch_embed.projection.", "patch_embed.proj."), (".mlp.layers.0.0.", ".mlp.fc1."),
+                      (".mlp.layers.1.", ".mlp.fc2."), ("cls_head.fc_cls.", "head."))
 
-  `_orig_mod.` (torch.compile), a leading `module.` (DistributedDataParallel) and `backbone.` are removed. A state
-  dict with decoder keys is a pretraining model; otherwise it is a classifier, and an `encoder.` prefix (fine-tuning
-  weights saved from a wrapper) is removed too. Fixed sinusoid `pos_embed` tables are dropped after checking that
-  they are the fixed table (learned ones cannot be represented by our models).
+
+def normalize_official_state_dict(state_dict: Mapping[str, np.ndarray]) -> Tuple[StateDict, str]:
+  """Strips wrapper prefixes, renames MMAction2's modules and tells the kind: (official-layout state dict, kind).
+
+  `_orig_mod.` (torch.compile), a leading `module.` (DistributedDataParallel), `model.` (the HuggingFace hub's
+  remote-code VideoMAEv2 wrapper) and `backbone.` (MMAction2, detection backbones) are removed. A state dict with
+  decoder keys is a pretraining model; one with `head` a classifier; otherwise an encoder. An `encoder.` prefix is
+  removed from the latter two (a pretraining checkpoint's encoder, fine-tuning weights saved from a wrapper). Saved
+  position tables (MMAction2 keeps its sinusoid as a buffer) are dropped after checking that they are the fixed
+  table: learned or interpolated ones cannot be represented by our models.
   """
   cleaned = {}
   for key, value in state_dict.items():
     new = key.replace("_orig_mod.", "")
-    new = _strip_prefix(_strip_prefix(new, "module."), "backbone.")
+    for prefix in ("module.", "model.", "backbone."):
+      new = _strip_prefix(new, prefix)
+    for old, replacement in _MMACTION2_RENAMES:
+      new = new.replace(old, replacement) if old.startswith(".") else (
+          replacement + new[len(old):] if new.startswith(old) else new)
     if new in cleaned:
       raise ValueError(f"two keys map to {new!r} after removing prefixes (one was {key!r}).")
     cleaned[new] = value
-  is_pretrain = any(k.startswith(("decoder.", "encoder_to_decoder.")) or k == "mask_token" for k in cleaned)
-  if not is_pretrain:
+  kind = KIND_ENCODER
+  if any(k.startswith(("decoder.", "encoder_to_decoder.")) or k == "mask_token" for k in cleaned):
+    kind = KIND_PRETRAIN
+  else:
     cleaned = {_strip_prefix(k, "encoder."): v for k, v in cleaned.items()}
+    if "head.weight" in cleaned:
+      kind = KIND_CLASSIFIER
   for key in _POS_EMBED_KEYS:
     if key in cleaned:
       _check_fixed_pos_embed(key, np.asarray(cleaned.pop(key)))
-  return cleaned, (KIND_PRETRAIN if is_pretrain else KIND_CLASSIFIER)
+  return cleaned, kind
 
 
 def _check_fixed_pos_embed(key: str, table: np.ndarray) -> None:
@@ -268,9 +313,6 @@ def _need(state_dict: Mapping[str, np.ndarray], keys: Sequence[str], what: str) 
   missing = [k for k in keys if k not in state_dict]
   if missing:
     hint = f"  keys present start with: {sorted({k.split('.')[0] for k in state_dict})}"
-    if "head.weight" in missing and "norm.weight" in state_dict:
-      hint += ("\n  This looks like an encoder without its decoder or head (e.g. a backbone export); only full "
-               "pretraining models (with decoder) and fine-tuned classifiers (with fc_norm and head) convert.")
     raise StateDictMismatchError(f"{what} (reading the model's dimensions)", missing=missing, hint=hint)
 
 
@@ -293,8 +335,8 @@ def infer_model_config(state_dict: Mapping[str, np.ndarray], kind: str, *, varia
   prefix = "encoder." if kind == KIND_PRETRAIN else ""
   embed_key, fc1_key = f"{prefix}patch_embed.proj.weight", f"{prefix}blocks.0.mlp.fc1.weight"
   needed = [embed_key, fc1_key]
-  needed += (["encoder_to_decoder.weight", "decoder.blocks.0.mlp.fc1.weight"] if kind == KIND_PRETRAIN
-             else ["head.weight"])
+  needed += {KIND_PRETRAIN: ["encoder_to_decoder.weight", "decoder.blocks.0.mlp.fc1.weight"],
+             KIND_CLASSIFIER: ["head.weight", "fc_norm.weight"], KIND_ENCODER: []}[kind]
   _need(state_dict, needed, what)
   embed = np.shape(state_dict[embed_key])
   if len(embed) != 5 or embed[3] != embed[4] or embed[1] != 3:
@@ -305,10 +347,8 @@ def infer_model_config(state_dict: Mapping[str, np.ndarray], kind: str, *, varia
                 num_frames=int(num_frames), image_size=int(image_size))
   base = None
   if variant is not None:
-    if variant not in VARIANTS:
-      raise ValueError(f"variant={variant!r} is unknown; use one of {sorted(VARIANTS)}.")
-    base = VARIANTS[variant]
-    if base.width != width:
+    base = VARIANTS.get(variant_name(variant))  # None for 'custom'
+    if base is not None and base.width != width:
       raise ValueError(f"variant {variant!r} has width {base.width} but the weights have width {width}.")
   heads = num_heads or (base.num_heads if base else _heads_for_width(width, "num_heads", "width"))
   if not heads:
@@ -326,8 +366,11 @@ def infer_model_config(state_dict: Mapping[str, np.ndarray], kind: str, *, varia
                   decoder_num_heads=int(decoder_heads),
                   decoder_mlp_dim=int(np.shape(state_dict["decoder.blocks.0.mlp.fc1.weight"])[0]),
                   num_classes=0)
-  else:
+  elif kind == KIND_CLASSIFIER:
     config["num_classes"] = int(np.shape(state_dict["head.weight"])[0])
+  else:
+    config.update(num_classes=0, pooled_norm="fc_norm" if "fc_norm.weight" in state_dict else
+                  "norm" if "norm.weight" in state_dict else "none")
   config["variant"] = matching_variant(config, kind)
   return config
 
@@ -364,6 +407,11 @@ _HF_PREFIXES = {
                       ("blocks.", "videomae.encoder.layer."),
                       ("fc_norm.", "fc_norm."),
                       ("head.", "classifier.")),
+    # The bare VideoMAEModel (its keys without the `videomae.` prefix; from_pytorch / to_pytorch add and drop it).
+    KIND_ENCODER: (("patch_embed.proj.", "videomae.embeddings.patch_embeddings.projection."),
+                   ("blocks.", "videomae.encoder.layer."),
+                   ("norm.", "videomae.layernorm."),
+                   ("fc_norm.", "fc_norm.")),
 }
 _HF_BLOCK = (("norm1.", "layernorm_before."), ("norm2.", "layernorm_after."),
              ("attn.proj.", "attention.output.dense."), ("mlp.fc1.", "intermediate.dense."),
@@ -446,9 +494,9 @@ def hf_to_official(state_dict: Mapping[str, np.ndarray], kind: str) -> StateDict
 
 
 def infer_hf_kind(state_dict: Mapping[str, Any]) -> str:
+  """VideoMAEForPreTraining (a decoder), VideoMAEForVideoClassification (a classifier) or the bare VideoMAEModel."""
   if any(k.startswith("decoder.") or k == "mask_token" for k in state_dict):
     return KIND_PRETRAIN
   if any(k.startswith("classifier.") for k in state_dict):
     return KIND_CLASSIFIER
-  raise ValueError("the HF checkpoint has neither a decoder (VideoMAEForPreTraining) nor a classifier "
-                   "(VideoMAEForVideoClassification); a bare VideoMAEModel cannot be converted.")
+  return KIND_ENCODER

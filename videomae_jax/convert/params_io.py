@@ -25,7 +25,7 @@ from etils import epath
 
 from videomae_jax.convert import mapping
 from videomae_jax.models import layer_stacking
-from videomae_jax.models.variants import VARIANTS, ModelSpec, model_spec_from_config
+from videomae_jax.models.variants import ModelSpec, model_spec_from_config, variant_name
 
 MODEL_JSON = "model.json"
 PARAMS_DIR = "params"
@@ -46,16 +46,20 @@ def _path(path: PathLike) -> epath.Path:
 class LoadedParams:
   """Params as nested dicts of numpy arrays in the per-layer layout (`blocks/0`, `blocks/1`, ...).
 
-  kind: 'pretrain' (VideoMAEPretrainModel) or 'classifier' (VideoClassifier).
+  kind: 'pretrain' (VideoMAEPretrainModel), 'classifier' (VideoClassifier) or 'encoder' (an encoder alone:
+    VideoClassifier with 0 classes; videomae_jax.convert.mapping).
   model_config: the architecture fields of `config.model` (see `architecture_config`), or None when the
     checkpoint has no config beside it.
   step: the training step for a training checkpoint, else None.
+  hub_config: the config.json of a HuggingFace hub VideoMAEv2 folder it was read from, kept so that exporting it
+    to the hub layout again writes the same file.
   """
   params: Dict[str, Any]
   kind: str
   model_config: Optional[Dict[str, Any]]
   step: Optional[int] = None
   path: str = ""
+  hub_config: Optional[Dict[str, Any]] = None
 
   def spec(self) -> ModelSpec:
     """ModelSpec (per-layer, float32) to rebuild the model; raises if no model config came with the params."""
@@ -73,11 +77,13 @@ def architecture_config(model_config: Any, kind: str) -> Dict[str, Any]:
   spec = model_spec_from_config(model_config)
   variant = model_config.get("variant") if isinstance(model_config, Mapping) else getattr(model_config, "variant",
                                                                                          None)
-  out = dict(variant=variant if variant in VARIANTS else "custom", width=spec.width, depth=spec.depth,
+  out = dict(variant=variant_name(variant) if variant else "custom", width=spec.width, depth=spec.depth,
              num_heads=spec.num_heads, mlp_dim=spec.mlp_dim, patch_size=spec.patch_size,
              tubelet_size=spec.tubelet_size, num_frames=spec.num_frames, image_size=spec.image_size,
              pos_embed_grid=list(spec.pos_embed_grid) if spec.pos_embed_grid is not None else None,
              num_classes=spec.num_classes if kind == mapping.KIND_CLASSIFIER else 0)
+  if kind == mapping.KIND_ENCODER:
+    out["pooled_norm"] = spec.pooled_norm
   if kind == mapping.KIND_PRETRAIN:
     out.update(decoder_width=spec.decoder_width, decoder_depth=spec.decoder_depth,
                decoder_num_heads=spec.decoder_num_heads, decoder_mlp_dim=spec.decoder_mlp_dim)
@@ -89,7 +95,7 @@ def architecture_config(model_config: Any, kind: str) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------------
 
 def save_params_export(output_dir: PathLike, params: Mapping[str, Any], kind: str, model_config: Any, *,
-                       overwrite: bool = False) -> str:
+                       overwrite: bool = False, hub_config: Optional[Mapping[str, Any]] = None) -> str:
   """Writes `{output_dir}/params` (orbax, per-layer layout, numpy) and `{output_dir}/model.json`.
 
   `params` may be scanned or per-layer, numpy or jax arrays. Checks them against `model_config` first, so an
@@ -111,6 +117,8 @@ def save_params_export(output_dir: PathLike, params: Mapping[str, Any], kind: st
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(output_dir / PARAMS_DIR, params, force=overwrite)
   meta = {"format_version": EXPORT_FORMAT_VERSION, "kind": kind, "model": model}
+  if hub_config is not None:
+    meta["hub_config"] = dict(hub_config)
   (output_dir / MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
   return os.fspath(output_dir)
 
@@ -195,7 +203,8 @@ def load_params(path: PathLike, step: Optional[int] = None) -> LoadedParams:
     meta = json.loads((path / MODEL_JSON).read_text())
     kind = mapping.check_kind(meta["kind"])
     params = _restore_numpy(path / PARAMS_DIR, subtree=None)
-    return LoadedParams(layer_stacking.unstack_layers(params), kind, dict(meta["model"]), None, os.fspath(path))
+    return LoadedParams(layer_stacking.unstack_layers(params), kind, dict(meta["model"]), None, os.fspath(path),
+                        meta.get("hub_config"))
 
   if (path / CHECKPOINTS_DIR).is_dir():
     checkpoint_dir = path / CHECKPOINTS_DIR

@@ -91,6 +91,12 @@ def save_pth(path: str, state_dict: Mapping[str, np.ndarray]) -> None:
   torch.save({"model": {key: to_torch(value) for key, value in state_dict.items()}}, path)
 
 
+def save_safetensors(path: str, state_dict: Mapping[str, np.ndarray]) -> None:
+  """A `.safetensors` file as transformers writes it (metadata format 'pt')."""
+  require("safetensors.torch").save_file({key: to_torch(value) for key, value in state_dict.items()}, path,
+                                          metadata={"format": "pt"})
+
+
 def read_hf_folder(folder: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
   """(config.json dict, numpy state dict) of a `save_pretrained` folder (safetensors, sharded or not, or .bin)."""
   config_path = os.path.join(folder, HF_CONFIG)

@@ -30,6 +30,9 @@ import numpy as np
 from videomae_jax.data import transforms
 
 BACKENDS = ("auto", "decord", "pyav")
+# File name endings taken for videos when a folder is listed (data_prep.build_shards, feature extraction).
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ogv",
+                    ".wmv", ".ts")
 _ENV_BACKEND = "VIDEOMAE_VIDEO_BACKEND"
 
 
@@ -131,6 +134,36 @@ def read_video_frames(path: str, short_side: int = 320, backend: str = "auto",
   info = VideoInfo(fps=float(rate), fps_fraction=f"{rate.numerator}/{rate.denominator}",
                    height=new_h, width=new_w, source_height=height, source_width=width, backend=backend)
   return frames, info
+
+
+def iter_frames(source: str | bytes) -> Iterator[np.ndarray]:
+  """Every frame of a video, RGB uint8 [H, W, 3], decoded one at a time (PyAV, one thread), so memory stays
+  bounded whatever the video's length. `source`: a file path (any container FFmpeg knows) or the bytes of one
+  (an MP4 shard record's 'video'). Raises DecodeError with the reason when it cannot be read."""
+  import av  # pylint: disable=import-outside-toplevel
+  from av.video.reformatter import VideoReformatter  # pylint: disable=import-outside-toplevel
+  if isinstance(source, str) and os.path.getsize(source) == 0:
+    raise DecodeError("empty file (0 bytes)")
+  try:
+    container = av.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+  except Exception as e:  # pylint: disable=broad-except
+    raise DecodeError(f"cannot open as video (not a video, truncated or corrupt): {_short(e)}") from e
+  reformatter, count = VideoReformatter(), 0
+  with container:
+    if not container.streams.video:
+      raise DecodeError("no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "NONE"
+    stream.codec_context.thread_count = 1
+    try:
+      for frame in container.decode(stream):
+        rgb = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        count += 1
+        yield rgb
+    except DecodeError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      raise DecodeError(f"decode error after {count} frames (truncated or corrupt): {_short(e)}") from e
 
 
 def _read_pyav(path: str, height: int, width: int, max_frames: int) -> list[np.ndarray]:

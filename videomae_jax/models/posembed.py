@@ -1,8 +1,11 @@
 """Fixed 1-D sinusoid position table of VideoMAE (not a parameter, never in checkpoints).
 
-The table is laid out over the flattened (t, h, w) token index. When a model runs on a grid other than the one the
-table was laid out for (e.g. 32 frames from 16-frame weights, or 266 px from 224 px), the table is resampled:
-bicubic in space (PyTorch `F.interpolate(mode='bicubic', align_corners=False)`, a=-0.75) and linear in time.
+The table is laid out over the flattened (t, h, w) token index. By default a model builds the fixed table of its
+own grid, whatever the grid its weights were trained on: that is what the official fine-tuning code does at another
+image size (it only interpolates a `pos_embed` stored in the checkpoint, and official checkpoints store none; at
+another frame count its interpolation step fails). As an option (config.model.pos_embed_grid = the training grid)
+the training grid's table is resampled instead: bicubic in space (PyTorch `F.interpolate(mode='bicubic',
+align_corners=False)`, a=-0.75) and linear in time.
 """
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 
 from videomae_jax.models import posembed
 from videomae_jax.models.variants import ModelSpec
-from videomae_jax.models.vit import BlockStack, VideoViTEncoder, dtype_of, gather_tokens, XAVIER
+from videomae_jax.models.vit import (TORCH_DEFAULT_KERNEL, XAVIER, BlockStack, VideoViTEncoder, dtype_of,
+                                     gather_tokens, truncated_at_one_std)
 
 
 class PretrainDecoder(nn.Module):
@@ -25,7 +26,7 @@ class PretrainDecoder(nn.Module):
     spec = self.spec
     dtype = dtype_of(spec.compute_dtype)
     x = BlockStack(depth=spec.decoder_depth, width=spec.decoder_width, num_heads=spec.decoder_num_heads,
-                   mlp_dim=spec.decoder_mlp_dim, drop_path_rate=0.0, dtype=dtype,
+                   mlp_dim=spec.decoder_mlp_dim, drop_path_rate=spec.drop_path_rate, dtype=dtype,
                    attention_impl=spec.attention_impl, scan_layers=spec.scan_layers,
                    remat_policy=spec.remat_policy, layer_norm_eps=spec.layer_norm_eps, name="blocks")(
                        x, deterministic=not train)
@@ -42,9 +43,9 @@ class VideoMAEPretrainModel(nn.Module):
     spec = self.spec
     self.encoder = VideoViTEncoder(spec, use_final_norm=True)
     self.encoder_to_decoder = nn.Dense(spec.decoder_width, use_bias=False, dtype=dtype_of(spec.compute_dtype),
-                                       kernel_init=XAVIER)
-    self.mask_token = self.param("mask_token", nn.initializers.truncated_normal(stddev=0.02),
-                                 (1, 1, spec.decoder_width), jnp.float32)
+                                       kernel_init=TORCH_DEFAULT_KERNEL)
+    self.mask_token = self.param("mask_token", truncated_at_one_std(0.02), (1, 1, spec.decoder_width),
+                                 jnp.float32)
     self.decoder = PretrainDecoder(spec)
 
   def patch_embeddings(self, video: jax.Array) -> jax.Array:

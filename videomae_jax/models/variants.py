@@ -42,6 +42,7 @@ DECODER_DEPTH = 4
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims", "nothing_saveable")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+POOLED_NORMS = ("fc_norm", "norm", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,9 @@ class ModelSpec:
   num_classes: int = 0
   head_init_scale: float = 0.001
   head_dropout_rate: float = 0.0
+  # How the classifier pools tokens into features: 'fc_norm' (the official fine-tuning model), 'norm' (a
+  # pretraining encoder's own final norm on every token, then the mean) or 'none' (videomae_jax.models.classifier).
+  pooled_norm: str = "fc_norm"
   layer_norm_eps: float = 1e-6
 
   @property
@@ -110,16 +114,24 @@ def config_value(cfg: Any, key: str, default: Any = None) -> Any:
   return default if value is None else value
 
 
+def variant_name(name: str) -> str:
+  """The VARIANTS key of a variant name in any case ('b' -> 'B', 'G' -> 'g'), or 'custom'."""
+  if str(name).lower() == "custom":
+    return "custom"
+  names = {key.lower(): key for key in VARIANTS}
+  if str(name).lower() not in names:
+    raise ConfigError(f"variant={name!r} is unknown; use one of {sorted(VARIANTS)} (any case) or 'custom' with "
+                      "width/depth/num_heads/mlp_dim/patch_size set.")
+  return names[str(name).lower()]
+
+
 def model_spec_from_config(model_cfg: Any) -> ModelSpec:
   """Resolves `config.model` (variant name plus optional overrides) into a validated `ModelSpec`.
 
   Raises ConfigError, before anything is compiled, when shapes cannot work.
   """
-  variant_name = config_value(model_cfg, "variant", "B")
-  if variant_name not in VARIANTS and variant_name != "custom":
-    raise ConfigError(f"config.model.variant={variant_name!r} is unknown; use one of {sorted(VARIANTS)} "
-                      "or 'custom' with width/depth/num_heads/mlp_dim/patch_size set.")
-  base = VARIANTS.get(variant_name)
+  name = variant_name(config_value(model_cfg, "variant", "B"))
+  base = VARIANTS.get(name)
 
   def pick(key, fallback=None):
     value = config_value(model_cfg, key)
@@ -128,7 +140,7 @@ def model_spec_from_config(model_cfg: Any) -> ModelSpec:
     if value is None:
       value = fallback
     if value is None:
-      raise ConfigError(f"config.model.{key} must be set for variant {variant_name!r}.")
+      raise ConfigError(f"config.model.{key} must be set for variant {name!r}.")
     return value
 
   width = int(pick("width"))
@@ -136,7 +148,7 @@ def model_spec_from_config(model_cfg: Any) -> ModelSpec:
   mlp_dim = int(pick("mlp_dim", 4 * width))
   # The decoder shares the encoder's MLP ratio (int(Dd * ratio)); this is how ViT-g's decoder gets 2234.
   mlp_ratio = mlp_dim / width
-  if variant_name == "g":
+  if name == "g":
     mlp_ratio = 48 / 11
   spec = ModelSpec(
       width=width,
@@ -161,6 +173,7 @@ def model_spec_from_config(model_cfg: Any) -> ModelSpec:
       num_classes=int(pick("num_classes", 0)),
       head_init_scale=float(pick("head_init_scale", 0.001)),
       head_dropout_rate=float(pick("head_dropout_rate", 0.0)),
+      pooled_norm=str(pick("pooled_norm", "fc_norm")),
   )
   validate_model_spec(spec)
   return spec
@@ -192,6 +205,8 @@ def validate_model_spec(spec: ModelSpec) -> None:
     raise ConfigError(f"config.model.remat_policy={spec.remat_policy!r}; use one of {REMAT_POLICIES}.")
   if spec.attention_impl not in ATTENTION_IMPLS:
     raise ConfigError(f"config.model.attention_impl={spec.attention_impl!r}; use one of {ATTENTION_IMPLS}.")
+  if spec.pooled_norm not in POOLED_NORMS:
+    raise ConfigError(f"config.model.pooled_norm={spec.pooled_norm!r}; use one of {POOLED_NORMS}.")
   if spec.compute_dtype not in COMPUTE_DTYPES:
     raise ConfigError(f"config.model.compute_dtype={spec.compute_dtype!r}; use one of {COMPUTE_DTYPES}.")
   if not 0.0 <= spec.drop_path_rate < 1.0:

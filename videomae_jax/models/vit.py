@@ -18,11 +18,23 @@ from videomae_jax.models.variants import ModelSpec
 
 Initializer = Callable[..., jax.Array]
 
+# The official pretraining model's `_init_weights`: xavier-uniform Linear weights (the fused qkv as one matrix).
 XAVIER = nn.initializers.xavier_uniform()
-TRUNC_NORMAL = nn.initializers.truncated_normal(stddev=0.02)
-# PyTorch's default Conv3d init (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)). VideoMAE's
-# `_init_weights` touches Linear and LayerNorm only, so the patch embedding keeps it.
-TORCH_CONV_KERNEL = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# The official fine-tuning model's Linear init, timm's trunc_normal_(std=.02): its bounds are absolute (+-2), i.e.
+# 100 standard deviations, so it is in effect an untruncated N(0, 0.02).
+NORMAL_002 = nn.initializers.normal(stddev=0.02)
+# PyTorch's default Linear / Conv3d weight init (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+# `_init_weights` touches Linear and LayerNorm only, so the patch embedding keeps it; `encoder_to_decoder` is
+# created after that pass in the official pretraining model and keeps it too.
+TORCH_DEFAULT_KERNEL = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def truncated_at_one_std(stddev: float) -> Initializer:
+  """VideoMAE's own trunc_normal_(std) (used for mask_token): N(0, std) cut at +-std (a=-std, b=std), not
+  rescaled, so the values lie in [-std, std] with a standard deviation of about 0.54 * std."""
+  def init(key, shape, dtype=jnp.float32):
+    return stddev * jax.random.truncated_normal(key, -1.0, 1.0, shape, dtype)
+  return init
 
 
 def torch_conv_bias(fan_in: int) -> Initializer:
@@ -58,7 +70,7 @@ class PatchEmbed(nn.Module):
     kernel = (self.tubelet_size, self.patch_size, self.patch_size)
     fan_in = 3 * self.tubelet_size * self.patch_size * self.patch_size
     x = nn.Conv(self.width, kernel_size=kernel, strides=kernel, padding="VALID", dtype=self.dtype,
-                kernel_init=TORCH_CONV_KERNEL, bias_init=torch_conv_bias(fan_in), name="proj")(video)
+                kernel_init=TORCH_DEFAULT_KERNEL, bias_init=torch_conv_bias(fan_in), name="proj")(video)
     return x.reshape(x.shape[0], -1, self.width)
 
 

@@ -10,9 +10,10 @@ r"""Supervised fine-tuning and post-pretraining of the video classifier (the 'cl
           over views; each view selects its own MATS tokens).
 Layer-wise lr decay (config.optimizer.layer_decay) lives in videomae_jax.optim.
 
-Initialization (`adapt_loaded_params`, config.init_from): a pretraining checkpoint gives its `encoder` minus the
-final `norm` (the fine-tuning model mean-pools into a fresh `fc_norm`); `fc_norm` and `head` are fresh (head:
-trunc-normal 0.02 x config.model.head_init_scale). A classifier checkpoint gives everything; its head is kept when the
+Initialization (`adapt_loaded_params`, config.init_from): a pretraining checkpoint or an encoder export gives its
+`encoder` minus the final `norm` (the fine-tuning model mean-pools into `fc_norm`, as the official fine-tuning
+does); `fc_norm` comes from the file where it has one (the hub's encoders), the head is fresh (N(0, 0.02) x
+config.model.head_init_scale). A classifier checkpoint gives everything; its head is kept when the
 class count matches, re-indexed through config.head_label_map when one is set (progressive training: a K710 head
 -> K400 by `label_710to400.json`), and fresh otherwise.
 """
@@ -31,7 +32,7 @@ from videomae_jax.augment.random_erasing import random_erasing
 from videomae_jax.errors import ConfigError
 from videomae_jax.models.classifier import VideoClassifier, scaled_init
 from videomae_jax.models.variants import ModelSpec, model_spec_from_config
-from videomae_jax.models.vit import TRUNC_NORMAL, VideoViTEncoder
+from videomae_jax.models.vit import NORMAL_002, VideoViTEncoder
 from videomae_jax.normalization import normalize
 from videomae_jax.tasks.base import Batch, Task
 
@@ -104,9 +105,10 @@ class ClassificationTask(Task):
             "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=sharding)}
 
   def embed_fn(self, params: Any):
-    """Clip -> patch embeddings [B, N, D] with the classifier's own (frozen) patch embedding: MATS scores."""
+    """Clip -> patch embeddings [B, N, D] with the classifier's own (frozen) patch embedding: MATS scores, in
+    float32 whatever the compute dtype (bfloat16 embeddings change about 1.5% of the kept tokens)."""
     frozen = jax.lax.stop_gradient(params["encoder"])
-    encoder = VideoViTEncoder(self.spec, use_final_norm=False)
+    encoder = VideoViTEncoder(dataclasses.replace(self.spec, compute_dtype="float32"), use_final_norm=False)
     return lambda video: encoder.apply({"params": frozen}, video,
                                        method=VideoViTEncoder.embed_patches).astype(jnp.float32)
 
@@ -147,15 +149,16 @@ class ClassificationTask(Task):
 
   # --- initialization from a checkpoint ----------------------------------------------------------------------
   def fresh_head(self, seed: int = 0) -> Dict[str, Any]:
-    """{'fc_norm', 'head'} as the model initializes them: LN 1/0, head trunc-normal(0.02) * init_scale, bias 0."""
+    """{'fc_norm', 'head'} as the model initializes them: LN 1/0, head N(0, 0.02) * init_scale, bias 0."""
     spec = self.spec
-    kernel = scaled_init(TRUNC_NORMAL, spec.head_init_scale)(jax.random.key(seed), (spec.width, spec.num_classes))
+    kernel = scaled_init(NORMAL_002, spec.head_init_scale)(jax.random.key(seed), (spec.width, spec.num_classes))
     return {"fc_norm": {"scale": np.ones((spec.width,), np.float32), "bias": np.zeros((spec.width,), np.float32)},
             "head": {"kernel": np.asarray(kernel, np.float32),
                      "bias": np.zeros((spec.num_classes,), np.float32)}}
 
   def adapt_loaded_params(self, loaded: Any, seed: int = 0) -> Dict[str, Any]:
-    """A params_io.LoadedParams (pretraining or classifier, per-layer numpy) -> this classifier's per-layer tree.
+    """A params_io.LoadedParams (any kind: pretraining, encoder, classifier; per-layer numpy) -> this
+    classifier's per-layer tree.
 
     See the module docstring for what is kept and what is fresh. Raises ConfigError when the encoder does not fit.
     """
@@ -164,12 +167,13 @@ class ClassificationTask(Task):
       raise ConfigError(f"config.init_from={loaded.path!r} holds no 'encoder' (top-level keys {sorted(source)}).")
     encoder = {key: value for key, value in source["encoder"].items() if key != "norm"}
     out = {"encoder": encoder, **self.fresh_head(seed)}
-    if loaded.kind == "pretrain" or "head" not in source:
+    if "fc_norm" in source:  # a classifier's, or an encoder's that was saved with it (the hub's)
+      out["fc_norm"] = {k: np.asarray(v, np.float32) for k, v in source["fc_norm"].items()}
+    if "head" not in source:
       if self.head_label_map:
         raise ConfigError(f"config.head_label_map={self.head_label_map!r} re-indexes a classifier head, but "
-                          f"{loaded.path!r} is a pretraining checkpoint without one; unset head_label_map.")
+                          f"{loaded.path!r} holds {loaded.kind} parameters without one; unset head_label_map.")
       return out
-    out["fc_norm"] = {k: np.asarray(v, np.float32) for k, v in source["fc_norm"].items()}
     source_classes = int(np.shape(source["head"]["bias"])[0])
     if self.head_label_map:
       label_map = label_transfer.load_label_map(self.head_label_map)

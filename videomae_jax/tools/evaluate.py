@@ -31,7 +31,8 @@ def main(argv):
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config and --workdir are required.")
   try:
-    results = evaluation.evaluate(resolve.resolve(_CONFIG.value), _WORKDIR.value, params_path=_PARAMS.value,
+    config = resolve.resolve(_CONFIG.value, for_training=False, evaluation=True)
+    results = evaluation.evaluate(config, _WORKDIR.value, params_path=_PARAMS.value,
                                   step=None if _STEP.value < 0 else _STEP.value)
   except ConfigError as error:
     sys.exit(f"Configuration error: {error}")
