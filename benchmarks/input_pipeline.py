@@ -51,6 +51,9 @@ flags.DEFINE_list("decoders", ["pyav", "decord"], "MP4 decoders to measure (deco
 flags.DEFINE_bool("compare_numpy_resize", True, "With cv2 installed, also time mp4 with the numpy resize.")
 flags.DEFINE_bool("compare_host_crops", True, "Also time crops resized on the host (cv2, or numpy without it).")
 flags.DEFINE_string("workdir", "", "Where to keep the videos and shards (default: a temporary folder).")
+flags.DEFINE_string("input", "", "Measure these video files instead (a folder, read recursively): shards are "
+                    "built from them at --short_side, as data_prep.build_shards does.")
+flags.DEFINE_integer("short_side", 320, "With --input: shrink the short side to this (build_shards' default).")
 FLAGS = flags.FLAGS
 
 
@@ -106,6 +109,8 @@ def _config(shard_dir: str, *, repeats: int, num_frames: int, stride: int, image
   config.data.video_decoder = decoder
   config.data.crop_on_device = crop_on_device
   config.data.worker_buffer_size = 0  # No background thread: time each batch in the calling thread.
+  from videomae_jax.data import pipeline  # pylint: disable=import-outside-toplevel
+  config.data.transpose_to_canvas = "yes" if pipeline.mixed_orientation(config) else "no"  # as resolve.py does
   return config
 
 
@@ -138,20 +143,25 @@ def run(workdir: str) -> list[dict]:
   from data_prep import shard_builder  # pylint: disable=import-outside-toplevel
   from videomae_jax.data import decoding, pipeline, shards, transforms  # pylint: disable=import-outside-toplevel
   cv2 = transforms.cv2
-  video_dir = os.path.join(workdir, "videos")
-  print(f"Making {FLAGS.num_videos} videos of {FLAGS.frames_per_video} frames at {FLAGS.height}x{FLAGS.width} "
-        f"in {video_dir} ...", flush=True)
-  _make_videos(video_dir, FLAGS.num_videos, FLAGS.frames_per_video, FLAGS.height, FLAGS.width)
+  if FLAGS.input:
+    video_dir, short_side = FLAGS.input, FLAGS.short_side
+  else:
+    video_dir, short_side = os.path.join(workdir, "videos"), FLAGS.height
+    print(f"Making {FLAGS.num_videos} videos of {FLAGS.frames_per_video} frames at {FLAGS.height}x{FLAGS.width} "
+          f"in {video_dir} ...", flush=True)
+    _make_videos(video_dir, FLAGS.num_videos, FLAGS.frames_per_video, FLAGS.height, FLAGS.width)
   rows = []
   for video_format in FLAGS.formats:
     shard_dir = os.path.join(workdir, f"shards_{video_format}")
-    shard_builder.build_shards(video_dir, shard_dir, "bench", num_workers=0, short_side=FLAGS.height,
+    shard_builder.build_shards(video_dir, shard_dir, "bench", num_workers=0, short_side=short_side,
                                video_format=video_format, progress=False)
     records = shards.read_all_records(shard_dir)
     record_bytes = [len(shards.serialize_record(r)) for r in records]
     sizes = sorted({f"{r['height']}x{r['width']}" for r in records})
     lengths = sorted({int(r["num_frames"]) for r in records})
     video = f"{'/'.join(sizes)}, {'/'.join(map(str, lengths))} fr"
+    canvas = "x".join(map(str, pipeline.crop_canvas(_config(
+        shard_dir, repeats=1, num_frames=1, stride=1, image_size=1, decoder="auto", crop_on_device=True))))
     decoders = FLAGS.decoders if video_format == "mp4" else ["pil"]
     _force_resize_backend("auto", cv2)
     combos = [(decoder, "device") for decoder in decoders]
@@ -176,7 +186,8 @@ def run(workdir: str) -> list[dict]:
                                                rng))
         pipeline_times.append(_pipeline_round(iterator, FLAGS.num_clips, config.batch_size // FLAGS.repeated_aug))
       decode_s, pipeline_s = statistics.median(decode_times), statistics.median(pipeline_times)
-      rows.append(dict(format=video_format, decoder=decoder, resize=resize, video=video,
+      rows.append(dict(format=video_format, decoder=decoder,
+                       resize=f"device ({canvas} canvas)" if resize == "device" else resize, video=video,
                        kb_per_video=np.mean(record_bytes) / 1e3,
                        kb_per_frame=np.sum(record_bytes) / sum(r["num_frames"] for r in records) / 1e3,
                        decode_clips_s=1 / decode_s, pipeline_clips_s=1 / pipeline_s, ratio=pipeline_s / decode_s))
@@ -193,7 +204,7 @@ def device_crop_cost(num_clips: int = 4) -> tuple[str, float]:
   rng = np.random.default_rng(0)
   canvas = rng.integers(0, 256, (num_clips, FLAGS.num_frames, FLAGS.height, FLAGS.width, 3), dtype=np.uint8)
   crops = np.array([[(*transforms.multiscale_crop_box(FLAGS.height, FLAGS.width, rng, output_size=FLAGS.image_size),
-                      0) for _ in range(FLAGS.repeated_aug)] for _ in range(num_clips)], np.int32)
+                      0, 0) for _ in range(FLAGS.repeated_aug)] for _ in range(num_clips)], np.int32)
   canvas, crops = jax.device_put(canvas), jax.device_put(crops)
   fn = jax.jit(device_crops.crop_resize, static_argnums=2)
   fn(canvas, crops, FLAGS.image_size).block_until_ready()
@@ -232,7 +243,7 @@ def main(argv: Sequence[str]) -> None:
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
   print()
   print(table(rows))
-  if any(r["resize"] == "device" for r in rows):
+  if any(r["resize"].startswith("device") for r in rows):
     device, ms = device_crop_cost()
     print()
     print(f"Crops on the device cost {ms:.1f} ms per clip ({FLAGS.repeated_aug} x {FLAGS.num_frames} frames of "

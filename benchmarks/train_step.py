@@ -1,6 +1,6 @@
 r"""Train-step benchmark: clips/s per device, TFLOP/s per device, MFU, peak memory and compile time.
 
-  python benchmarks/train_step.py --config=configs/vitb_pretrain.py --batch_sizes=8,16,32 [--steps=10]
+  python -m benchmarks.train_step --config=configs/vitb_pretrain.py --batch_sizes=8,16,32 [--steps=10]
       [--json=out.json] [--config.masking.encoder=motion ...]
 
 Runs the real train step (masking, model, loss, AdamW update) on synthetic uint8 clips (random pixels: the cost of
@@ -92,7 +92,7 @@ def _synthetic(key, spec, abstract_batch, config, rng) -> np.ndarray:
   if key == "crops":
     height, width = abstract_batch["video"].shape[2:4]
     clips, repeats, _ = spec.shape
-    return np.array([[(*transforms.multiscale_crop_box(height, width, rng, output_size=config.model.image_size), 0)
+    return np.array([[(*transforms.multiscale_crop_box(height, width, rng, output_size=config.model.image_size), 0, 0)
                       for _ in range(repeats)] for _ in range(clips)], np.int32)
   if key == "label":
     return rng.integers(0, max(1, config.model.num_classes), spec.shape).astype(spec.dtype)

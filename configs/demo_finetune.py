@@ -48,6 +48,7 @@ def get_config():
   config.data.demo_videos_per_class = 4
   config.data.demo_seed = 2
   config.data.num_workers = 0
+  config.data.decoded_cache_mb = 64  # the 16 training videos, decoded once (configs/demo_pretrain.py)
   config.augment.rand_augment = ""
   config.augment.crop_scale = (0.5, 1.0)
   config.augment.flip = False

@@ -56,6 +56,9 @@ def get_config():
   config.data.demo_dir = "demo_data/pretrain"
   config.data.demo_videos_per_class = 64
   config.data.demo_seed = 0
+  # Decoding in this process and keeping the decoded videos (96 MB): on 2 cores a worker process competes with the
+  # train step for the same cores, and without the cache decoding was half of every step (docs/demo.md).
   config.data.num_workers = 0
+  config.data.decoded_cache_mb = 256
   config.data.reconstruction_video = "videos/right/right_000.mp4"  # under demo_dir
   return config

@@ -17,4 +17,5 @@ def tiny_model_config():
 
 
 def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: takes more than ~20 s on a 2-core CPU; run with -m slow")
+  config.addinivalue_line("markers", "slow: runs a program end to end, trains for real, or takes more than ~10 s "
+                          "on a 2-core CPU: left out of the README's quick check, run by CI's second step (-m slow)")

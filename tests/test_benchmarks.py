@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end: CI's second step (tests/conftest.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -11,7 +15,7 @@ def test_train_step_benchmark_prints_table(tmp_path):
   out_json = tmp_path / "rows.json"
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
   result = subprocess.run(
-      [sys.executable, "benchmarks/train_step.py", "--config=tests/configs/tiny_pretrain.py", "--batch_sizes=4,8",
+      [sys.executable, "-m", "benchmarks.train_step", "--config=tests/configs/tiny_pretrain.py", "--batch_sizes=4,8",
        "--steps=2", f"--json={out_json}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "| device | model | masking |" in result.stdout

@@ -82,3 +82,14 @@ def test_build_demo_shards_finishes_a_build_killed_midway(tmp_path):
   for name in sorted(os.listdir(reference)):
     if name.endswith(".array_record"):
       assert open(os.path.join(reference, name), "rb").read() == open(os.path.join(finished, name), "rb").read()
+
+
+def test_a_demo_folder_made_with_other_settings_is_a_config_error_naming_the_fix(tmp_path):
+  from videomae_jax import default_config, resolve  # pylint: disable=import-outside-toplevel
+  from videomae_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  config = default_config.pretrain_config("S")
+  config.data.demo_dir, config.data.demo_videos_per_class, config.data.num_workers = str(tmp_path / "d"), 1, 0
+  resolve.resolve(config)
+  config.data.demo_size = 32
+  with pytest.raises(ConfigError, match=r"Delete .* to rebuild it, or point the demo at another folder"):
+    resolve.resolve(config)

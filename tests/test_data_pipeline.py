@@ -237,13 +237,13 @@ def test_device_crop_batches_carry_each_clip_once_with_its_boxes(demo_shards):
   assert pipeline.crop_canvas(config) == (64, 64)  # From dataset.json's max_frame_size.
   batch = next(iter(_pretrain(config, seed=0)))
   assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
-      "video": ((4, 8, 64, 64, 3), np.uint8), "crops": ((4, 4, 5), np.int32), "label": ((4,), np.int32),
+      "video": ((4, 8, 64, 64, 3), np.uint8), "crops": ((4, 4, 6), np.int32), "label": ((4,), np.int32),
       "source": ((4,), np.int32)}
-  assert batch["video"].shape == (4, 8, 64, 64, 3) and batch["crops"].shape == (4, 4, 5)
-  x, y, w, h, flip = np.moveaxis(batch["crops"], -1, 0)
+  assert batch["video"].shape == (4, 8, 64, 64, 3) and batch["crops"].shape == (4, 4, 6)
+  x, y, w, h, flip, transposed = np.moveaxis(batch["crops"], -1, 0)
   assert (x >= 0).all() and (y >= 0).all() and (x + w <= 64).all() and (y + h <= 64).all()
-  assert (flip == 0).all()  # config.data.flip is False for pretraining.
-  assert len({tuple(box) for box in batch["crops"].reshape(-1, 5)}) >= 8
+  assert (flip == 0).all() and (transposed == 0).all()  # no flips in pretraining; square clips
+  assert len({tuple(box) for box in batch["crops"].reshape(-1, 6)}) >= 8
 
 
 def test_device_crops_give_the_host_views_within_one_gray_level(demo_shards):
@@ -267,7 +267,7 @@ def test_clips_larger_than_the_canvas_are_shrunk_into_it(demo_shards):
   config.data.crop_canvas = (40, 48)
   batch = next(iter(_pretrain(config, seed=0)))
   assert batch["video"].shape == (4, 8, 40, 48, 3)
-  x, y, w, h, _ = np.moveaxis(batch["crops"], -1, 0)
+  x, y, w, h, _, _ = np.moveaxis(batch["crops"], -1, 0)
   assert (x + w <= 40).all() and (y + h <= 40).all()   # 64x64 frames become 40x40 ...
   assert (batch["video"][:, :, :, 40:] == 0).all()      # ... and the rest of the canvas is zero.
   assert batch["video"][:, :, :, :40].std() > 10
@@ -279,7 +279,7 @@ def test_canvas_errors_say_how_to_fix(demo_shards, tmp_path):
   old = tmp_path / "old_shards"
   shutil.copytree(demo_shards, old)
   description = json.loads((old / "dataset.json").read_text())
-  del description["max_frame_size"]
+  del description["max_frame_size"], description["frame_sizes"]
   (old / "dataset.json").write_text(json.dumps(description))
   config = _config(str(old), crop_on_device=True)
   with pytest.raises(ValueError, match=r"crop_canvas=\(H, W\)"):
@@ -399,3 +399,84 @@ def test_test_views_are_the_evaluate_views(tmp_path, monkeypatch, backend):
     np.testing.assert_array_equal(views, old)
   else:
     assert np.abs(views - old).max() <= 1
+
+
+def test_a_tfds_source_without_tensorflow_names_the_extra(monkeypatch):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  from videomae_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+  from videomae_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+  with pytest.raises(ConfigError, match=r"needs tensorflow .*pip install 'videomae_jax\[tfds\]'"):
+    tfds_source.frame_size("tiny_videos", data_dir="/nonexistent")
+
+
+def test_decoded_video_cache_gives_the_same_batches_and_decodes_each_video_once(tmp_path):
+  from videomae_jax.data import video_cache  # pylint: disable=import-outside-toplevel
+  folder = demo.build_demo_shards(str(tmp_path / "demo"), num_videos_per_class=2, num_frames=16, size=32, seed=0)
+  batches = {}
+  for cache_mb in (0, 16):
+    config = default_config.pretrain_config("S")
+    config.batch_size, config.model.num_frames, config.model.image_size = 4, 4, 16
+    config.data.num_workers, config.data.decoded_cache_mb, config.data.repeated_aug = 0, cache_mb, 1
+    config.data.crop_on_device = False
+    config.data.sources = [dict(name="demo", path=folder, stride=2, weight=1)]
+    video_cache.clear()
+    iterator = iter(pipeline.make_dataset(config, mode="pretrain", process_index=0, process_count=1, seed=3))
+    batches[cache_mb] = [next(iterator)["video"] for _ in range(8)]  # 32 clips of 8 videos: 4 epochs
+    iterator.close()
+  for uncached, cached in zip(batches[0], batches[16]):
+    np.testing.assert_array_equal(uncached, cached)
+  assert video_cache.stats() == dict(videos=8, bytes=8 * 16 * 32 * 32 * 3, decoded=8)  # each video decoded once
+  video_cache.clear()
+
+
+def test_decoded_video_cache_keeps_the_budget_and_skips_videos_too_large_for_it():
+  from videomae_jax.data import video_cache  # pylint: disable=import-outside-toplevel
+  video_cache.clear()
+  budget = 8 * 10 * 4 * 4 * 3  # eight videos of 10 frames of 4x4
+  decode = lambda path: (lambda every: np.full((len(every), 4, 4, 3), ord(path[0]), np.uint8))  # noqa: E731
+  for name in "abcdefghij":
+    record = dict(path=name, num_frames=10, height=4, width=4, _source=0)
+    clip = video_cache.clip(record, np.array([2, 5]), budget, decode(name))
+    assert clip.shape == (2, 4, 4, 3) and (clip == ord(name)).all()
+  assert video_cache.stats() == dict(videos=8, bytes=budget, decoded=10)  # 'a' and 'b' went
+  big = dict(path="z", num_frames=20, height=4, width=4, _source=0)  # a quarter of the budget: more than 1/8
+  assert video_cache.clip(big, np.array([0]), budget, decode("z")) is None
+  video_cache.clear()
+
+
+def test_portrait_clips_ride_transposed_in_a_landscape_canvas_and_give_the_host_views(tmp_path):
+  """Two landscape (32x48) and two portrait (48x32) videos: the canvas is 32x48, not 48x48, and cutting on the
+  device still gives the host path's views (and flips) in each clip's own orientation."""
+  from videomae_jax import device_crops  # pylint: disable=import-outside-toplevel
+  from videomae_jax.data import encoding, shards  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  records = []
+  for i, (height, width) in enumerate([(32, 48), (48, 32), (32, 48), (48, 32)]):
+    frames = np.repeat(rng.integers(0, 256, (1, height // 4, width // 4, 3), dtype=np.uint8), 4, axis=1)
+    frames = np.repeat(np.repeat(frames, 4, axis=2), 12, axis=0)  # 12 frames of smooth-ish blocks
+    frames[:, :4, :4] = 255  # a bright top-left corner: a transposed clip must not read it elsewhere
+    records.append(dict(format="mp4", video=encoding.encode_mp4(frames, 10), num_frames=12, fps=10.0,
+                        height=height, width=width, label=0, label_name="", source="mixed", path=f"v{i}.mp4"))
+  folder = str(tmp_path / "mixed")
+  shards.write_shard_folder(folder, "mixed", records, [])
+  views = {}
+  for on_device in (False, True):
+    config = _config(folder, batch_size=8, repeated_aug=2, num_frames=4, image_size=16, crop_on_device=on_device)
+    config.data.sources = [dict(name="mixed", path=folder, stride=2, weight=1)]
+    config.data.flip = True
+    if on_device:
+      assert pipeline.crop_canvas(config) == (32, 48)  # was (48, 48): the largest height x the largest width
+      from videomae_jax import resolve  # pylint: disable=import-outside-toplevel
+      config = resolve.resolve(config)
+      assert config.data.transpose_to_canvas == "yes" and tuple(config.data.crop_canvas) == (32, 48)
+    views[on_device] = next(iter(_pretrain(config, seed=1)))
+  canvas = views[True]
+  assert canvas["video"].shape == (4, 4, 32, 48, 3)
+  transposed = canvas["crops"][..., 5]
+  assert transposed.any() and not transposed.all()
+  cut = np.asarray(jax.jit(device_crops.crop_resize, static_argnums=(2, 3))(canvas["video"], canvas["crops"], 16,
+                                                                          True))
+  difference = np.abs(cut.astype(int) - views[False]["video"].astype(int))
+  assert difference.max() <= 1 and difference.mean() < 0.2

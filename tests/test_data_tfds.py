@@ -71,7 +71,7 @@ def test_tfds_source_with_crops_on_the_device(tfds_dir):
                               weight=1)]
   assert pipeline.crop_canvas(config) == (32, 40)  # The Video feature's static frame size.
   batch = next(iter(pipeline.make_dataset(config, mode="pretrain", process_index=0, process_count=1, seed=0)))
-  assert batch["video"].shape == (2, 4, 32, 40, 3) and batch["crops"].shape == (2, 2, 5)
+  assert batch["video"].shape == (2, 4, 32, 40, 3) and batch["crops"].shape == (2, 2, 6)
   green = batch["video"][..., 1].mean(axis=(1, 2, 3))
   np.testing.assert_allclose(green, np.where(batch["label"] == 1, 200, 40), atol=2)
 

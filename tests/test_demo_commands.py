@@ -6,12 +6,19 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end: CI's second step (tests/conftest.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(module, config, workdir, *overrides):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+  # No JAX_PLATFORMS: the run finds its backend as a user's does (and must not print JAX's TPU probe).
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
              PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  env.pop("JAX_PLATFORMS", None)  # (conftest sets it for the tests in this process)
+  env.pop("TPU_SKIP_MDS_QUERY", None)  # set by this process's own import of jax, not by a user
   out = subprocess.run([sys.executable, "-m", module, f"--config={os.path.join(ROOT, 'configs', config)}",
                         f"--workdir={workdir}", *overrides], env=env, cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
@@ -22,9 +29,12 @@ def _run(module, config, workdir, *overrides):
 def test_demo_pretrain_finetune_evaluate(tmp_path):
   data = tmp_path / "demo_data"
   pretrain, finetune = str(tmp_path / "demo"), str(tmp_path / "demo_ft")
-  _run("videomae_jax.main", "demo_pretrain.py", pretrain, f"--config.data.demo_dir={data}/pretrain",
-       "--config.data.demo_videos_per_class=2", "--config.num_train_steps=4", "--config.checkpoint_every_steps=4",
-       "--config.log_every_steps=2", "--compilation_cache_dir=")
+  out = _run("videomae_jax.main", "demo_pretrain.py", pretrain, f"--config.data.demo_dir={data}/pretrain",
+             "--config.data.demo_videos_per_class=2", "--config.num_train_steps=4",
+             "--config.checkpoint_every_steps=4", "--config.log_every_steps=2", "--compilation_cache_dir=")
+  # JAX's TPU probe and the TPU_* defaults its import writes into os.environ are not the user's settings.
+  assert "Unable to initialize backend" not in out.stderr and "TPU_SKIP_MDS_QUERY" not in out.stderr
+  assert "XLA / runtime flags set:" in out.stderr
   with open(os.path.join(data, "pretrain", "demo.json")) as f:
     assert json.load(f)["seed"] == 0
   assert os.path.exists(os.path.join(pretrain, "checkpoints", "4"))

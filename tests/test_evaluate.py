@@ -60,7 +60,7 @@ def test_each_videos_views_are_averaged_and_padding_dropped():
   np.testing.assert_array_equal(kept, [0, 3])
 
 
-def write_labeled_shards(folder, num_videos=5, num_classes=3, frames=12, height=20, width=28):
+def write_labeled_shards(folder, num_videos=5, num_classes=3, frames=12, height=20, width=28, named=True):
   os.makedirs(folder, exist_ok=True)
   rng = np.random.default_rng(0)
   records = []
@@ -72,7 +72,8 @@ def write_labeled_shards(folder, num_videos=5, num_classes=3, frames=12, height=
   name = shards.shard_file_name("tiny", 0, 1)
   shards.write_array_record_atomically(os.path.join(folder, name), records)
   shards.write_json_atomically(os.path.join(folder, shards.DESCRIPTION_FILE), dict(
-      format_version=1, labels=[f"class{c}" for c in range(num_classes)], shards=[dict(file=name)]))
+      format_version=1, labels=[f"class{c}" for c in range(num_classes)] if named else None,
+      shards=[dict(file=name)]))
   return folder
 
 
@@ -105,3 +106,21 @@ def test_evaluate_writes_results_from_a_params_export(tmp_path):
   by_hand = np.stack([np.asarray(predict(params, v)).mean(0) for v in views])
   labels = np.array([r["label"] for r in records])
   assert results["top1"] == pytest.approx(100.0 * np.mean(by_hand.argmax(-1) == labels))
+
+
+def test_integer_labelled_shards_and_the_saved_confusion_matrix(tmp_path):
+  """Shards built from a manifest of integer labels have `labels: null` in dataset.json (a documented case)."""
+  config = default_config.finetune_config("custom")
+  config.model.update(TINY)
+  config.batch_size = 2
+  config.eval.update(dict(path=write_labeled_shards(str(tmp_path / "shards"), named=False), num_clips=1,
+                          num_crops=1, batch_size=2, num_workers=0))
+  task = ClassificationTask.from_config(config)
+  params = jax.tree.map(np.asarray, jax.jit(task.init_params)(jax.random.key(0)))
+  results = evaluation.evaluate(config, str(tmp_path / "eval"), params=params)
+  assert results["num_videos"] == 5 and set(results["per_class"]) == {"0", "1", "2"}
+  saved = json.load(open(tmp_path / "eval" / evaluation.RESULTS_FILE))
+  assert np.asarray(saved["confusion_matrix"]).sum() == 5 and np.shape(saved["confusion_matrix"]) == (3, 3)
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  picture = np.asarray(Image.open(tmp_path / "eval" / evaluation.CONFUSION_FILE).convert("RGB"))
+  assert picture.shape[0] > 3 * 12 and (picture[..., 2] > picture[..., 0] + 50).any()  # shaded blue cells

@@ -4,8 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videomae_jax import analysis, default_config, motion, optim, train_step
+from videomae_jax import analysis, default_config, motion, optim, resolve, train_step
 from videomae_jax.convert import params_io
+from videomae_jax.data import demo
 from videomae_jax.models import VideoClassifier, VideoMAEPretrainModel, layer_stacking, model_spec_from_config
 from videomae_jax.errors import ConfigError
 from videomae_jax.normalization import normalize
@@ -195,3 +196,14 @@ def test_frozen_params_make_a_linear_probe():
   updates, _ = opt.update(grads, opt.init(params), params)
   assert all(not np.any(u) for u in jax.tree.leaves(updates["encoder"]))
   assert np.any(updates["head"]["kernel"]) and np.any(updates["fc_norm"]["scale"])
+
+
+def test_labels_beyond_the_head_fail_before_compiling(tmp_path):
+  """The demo set has 4 classes: a 3-class head would train class 3 on an all-zero target."""
+  config = tiny_config(num_classes=3)
+  config.data.sources = [dict(name="demo", path=demo.build_demo_shards(str(tmp_path), num_videos_per_class=1,
+                                                                        num_frames=8, size=32), weight=1.0)]
+  with pytest.raises(ConfigError, match=r"has 4 classes \(labels 0..3\) but config.model.num_classes=3"):
+    resolve.resolve(config)
+  config.model.num_classes = 4
+  assert resolve.resolve(config).model.num_classes == 4

@@ -123,6 +123,7 @@ def test_fsdp_state_shardings_on_8_cpu_devices():
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_sharding_rules_from_the_command_line():
   """--config.sharding_rules reaches the compiled step: replicating everything grows each device's arguments."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")

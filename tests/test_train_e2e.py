@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # end to end: CI's second step (tests/conftest.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "tests", "configs", "tiny_pretrain.py")
 
@@ -125,7 +127,7 @@ def test_trainer_benchmark_and_inspect_report_the_same_step(tmp_path, demo_dir, 
   trained = json.load(open(os.path.join(uninterrupted, "run_summary.json")))["train_step"]
   common = [f"--config={CONFIG}", f"--config.data.demo_dir={demo_dir}"]
   rows = tmp_path / "rows.json"
-  for command in ([sys.executable, "benchmarks/train_step.py", *common, "--batch_sizes=16", "--steps=1",
+  for command in ([sys.executable, "-m", "benchmarks.train_step", *common, "--batch_sizes=16", "--steps=1",
                    f"--json={rows}"],
                   [sys.executable, "-m", "videomae_jax.tools.inspect_config", *common, "--batch_size=16", "--json"]):
     out = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -176,3 +178,15 @@ def test_two_processes_train_checkpoint_and_resume(tmp_path, demo_dir):
   losses = _losses(workdir)
   assert sorted(losses) == [2, 4, 6, 8, 10, 12] and all(np.isfinite(list(losses.values())))
   assert {k: v for k, v in losses.items() if k <= 8} == first
+
+
+def test_rerunning_a_finished_run_does_nothing(demo_dir, uninterrupted):
+  """No compile, no data, no new TensorBoard file; run_summary.json stays valid JSON (no NaN) and unchanged."""
+  summary = os.path.join(uninterrupted, "run_summary.json")
+  before = open(summary).read()
+  board = sorted(os.listdir(os.path.join(uninterrupted, "tensorboard")))
+  out = _run(uninterrupted, demo_dir)
+  assert "nothing to do" in out.stderr and "Compiled the train step" not in out.stderr
+  assert open(summary).read() == before
+  json.loads(before, parse_constant=lambda name: pytest.fail(f"{name} in run_summary.json"))
+  assert sorted(os.listdir(os.path.join(uninterrupted, "tensorboard"))) == board

@@ -266,6 +266,7 @@ DEMO_MODEL = dict(variant="custom", width=128, depth=4, num_heads=4, mlp_dim=512
                   image_size=32, decoder_width=64, decoder_depth=2, decoder_num_heads=2, decoder_mlp_dim=256)
 
 
+@pytest.mark.slow
 def test_finetuning_from_an_encoder_only_export_equals_the_full_checkpoint(tmp_path):
   """configs/demo_finetune.py started from a pretraining model and from its encoder alone (the .pth a backbone
   export holds, converted) trains bitwise the same: the classifier takes the encoder, fc_norm and head start

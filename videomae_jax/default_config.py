@@ -85,7 +85,11 @@ def data_config() -> ml_collections.ConfigDict:
       # workers, which then only decode. Needs (batch_size / repeated_aug) divisible by the number of devices.
       crop_on_device=False,
       crop_canvas=(0, 0),        # (height, width) the decoded clips are placed in; (0, 0): the shards' max size
+      # Place clips of the other orientation transposed in the canvas (portrait among landscape): 'yes' | 'no' |
+      # 'auto' = 'yes' when the weighted shards hold both orientations (resolve.py). Unresolved 'auto' is 'no'.
+      transpose_to_canvas="auto",
       num_workers=8,             # grain worker processes decoding clips (0: in the training process)
+      decoded_cache_mb=0,        # keep decoded videos in memory up to this size, per worker (data.video_cache)
       worker_buffer_size=2,      # local batches each grain worker prepares ahead
       # Frames per clip in the batch; 0 means model.num_frames. MATS adaptive frame selection decodes about 1.5x
       # the needed frames (an even number, e.g. 24 for 16) and picks tubelets on the device.
@@ -96,6 +100,7 @@ def data_config() -> ml_collections.ConfigDict:
       demo_seed=0,
       demo_num_frames=32,
       demo_size=64,
+      demo_format="mp4",         # shard format of the demo videos: mp4 | jpeg (videomae_jax.data.demo)
       reconstruction_video="",   # pretraining: draw this video's reconstruction to {workdir}/reconstruction.png
   ))
 
@@ -139,6 +144,7 @@ def eval_config() -> ml_collections.ConfigDict:
       demo_seed=1,
       demo_num_frames=32,
       demo_size=64,
+      demo_format="mp4",
   ))
 
 

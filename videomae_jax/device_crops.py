@@ -11,7 +11,18 @@ grain worker decodes the clip straight into a fixed-size canvas, draws the R box
 the host path uses (videomae_jax.data.transforms.multiscale_crop_box, then the flip coin), and the batch carries
 
   video  uint8 [B / R, T, Hc, Wc, 3]   the decoded clips, top-left aligned in an Hc x Wc canvas, zero padded
-  crops  int32 [B / R, R, 5]           per view: x, y, w, h (pixels, inside the clip's own frame), flip (0 / 1)
+  crops  int32 [B / R, R, 6]           per view: x, y, w, h (pixels, inside the clip's own upright frame), flip
+                                       (0 / 1), transposed (0 / 1: the clip lies transposed in the canvas)
+
+A clip whose orientation differs from the canvas's (a portrait video among landscape ones) is placed transposed,
+so the canvas is the largest short side x the largest long side, not the largest height x the largest width
+(one portrait 568x320 video among 320x640 ones made every clip ship in 568x640, 1.8x the area). The step turns
+such clips upright before cutting: the batch is padded to a square canvas and each transposed clip swapped (one
+select). That costs 1.5-2x the crops' time on the 2-core CPU (41-47 vs 21-28 ms per 320x428 clip), so it is
+compiled in only where the data mix orientations (config.data.transpose_to_canvas, read from the shards by
+videomae_jax.resolve). A lax.cond on "any clip transposed" cost 12 ms per clip on the CPU even when false (and
+a host round trip for the predicate on GPUs); turning the finished views instead was 8x slower: XLA fused the
+select into the gathers.
 
 and `crop_resize` below turns that into the uint8 [B, T, S, S, 3] batch the host path would have produced (view r
 of clip c at row c * R + r). It also moves fewer bytes to the device: one 320x428 clip is 6.6 MB, its four
@@ -27,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 # Fields of one view's crop record.
-CROP_FIELDS = ("x", "y", "w", "h", "flip")
+CROP_FIELDS = ("x", "y", "w", "h", "flip", "transposed")
 
 
 def _taps(offset: jax.Array, length: jax.Array, output_size: int):
@@ -41,7 +52,7 @@ def _taps(offset: jax.Array, length: jax.Array, output_size: int):
 
 
 def _crop_one(frames: jax.Array, crop: jax.Array, output_size: int) -> jax.Array:
-  """uint8 [T, H, W, 3], int32 [5] -> uint8 [T, S, S, 3]."""
+  """uint8 [T, H, W, 3] (upright), int32 [6] -> uint8 [T, S, S, 3]."""
   x, y, w, h, flip = crop[0], crop[1], crop[2], crop[3], crop[4]
   top, bottom, wy = _taps(y, h, output_size)
   left, right, wx = _taps(x, w, output_size)
@@ -58,14 +69,21 @@ def _crop_one(frames: jax.Array, crop: jax.Array, output_size: int) -> jax.Array
   return jnp.clip(jnp.round(out), 0, 255).astype(jnp.uint8)
 
 
-def crop_resize(canvas: jax.Array, crops: jax.Array, output_size: int) -> jax.Array:
-  """uint8 [C, T, Hc, Wc, 3] clips and int32 [C, R, 5] boxes -> uint8 [C * R, T, S, S, 3] (S = output_size).
+def crop_resize(canvas: jax.Array, crops: jax.Array, output_size: int, transposed_clips: bool = False) -> jax.Array:
+  """uint8 [C, T, Hc, Wc, 3] clips and int32 [C, R, 6] boxes -> uint8 [C * R, T, S, S, 3] (S = output_size).
 
   Row c * R + r is view r of clip c, as in the host path. Jit-able; shapes are static (the boxes are data).
+  transposed_clips (static): some clips may lie transposed in the canvas (their crops' `transposed` field).
   """
   if canvas.ndim != 5 or crops.ndim != 3 or crops.shape[-1] != len(CROP_FIELDS):
     raise ValueError(f"crop_resize wants canvas [C, T, H, W, 3] and crops [C, R, {len(CROP_FIELDS)}], got "
                      f"{canvas.shape} and {crops.shape}.")
   per_clip = jax.vmap(lambda frames, boxes: jax.vmap(lambda box: _crop_one(frames, box, output_size))(boxes))
-  views = per_clip(canvas, crops.astype(jnp.int32))                      # [C, R, T, S, S, 3]
+  crops = crops.astype(jnp.int32)
+  if transposed_clips:
+    transposed = crops[:, 0, CROP_FIELDS.index("transposed"), None, None, None, None] > 0  # per clip
+    side = max(canvas.shape[2:4])
+    square = jnp.pad(canvas, ((0, 0), (0, 0), (0, side - canvas.shape[2]), (0, side - canvas.shape[3]), (0, 0)))
+    canvas = jnp.where(transposed, square.swapaxes(2, 3), square)         # every clip upright
+  views = per_clip(canvas, crops)                                         # [C, R, T, S, S, 3]
   return views.reshape((-1,) + views.shape[2:])

@@ -23,11 +23,11 @@ from typing import Any, Dict, Optional, Sequence
 
 import jax
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from videomae_jax import label_transfer, sharding
 from videomae_jax.convert import params_io
-from videomae_jax.data import pipeline
+from videomae_jax.data import pipeline, shards
 from videomae_jax.errors import ConfigError
 from videomae_jax.models import layer_stacking
 from videomae_jax.tasks.classify import ClassificationTask
@@ -83,14 +83,42 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, num_classes: int,
   }
 
 
-def save_confusion_png(matrix: np.ndarray, path: str, max_pixels: int = 1024) -> None:
-  """Row-normalized confusion matrix as a grayscale PNG (white = 1), each cell a square of >= 1 pixel."""
-  matrix = np.asarray(matrix, np.float64)
+def save_confusion_png(matrix: np.ndarray, path: str, class_names: Optional[Sequence[str]] = None,
+                       title: str = "", max_pixels: int = 1024) -> None:
+  """The confusion matrix as a picture: rows are the true classes, columns the predicted ones, each cell shaded by
+  its share of the row (white 0, dark blue 1) and, while the cells are large enough, labelled with its count;
+  class names along both axes while they fit, and a title."""
+  matrix = np.asarray(matrix, np.int64)
+  classes = matrix.shape[0]
+  names = list(class_names) if class_names and len(class_names) == classes else [str(c) for c in range(classes)]
   rows = matrix.sum(axis=1, keepdims=True)
-  normalized = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-  cell = max(1, max_pixels // max(1, matrix.shape[0]))
-  image = np.kron(np.rint(normalized * 255).astype(np.uint8), np.ones((cell, cell), np.uint8))
-  Image.fromarray(image, mode="L").save(path)
+  share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+  cell = max(1, min(48, max_pixels // max(1, classes)))
+  labelled = cell >= 12                     # room for names and counts
+  margin = 8 + (min(16, max(len(n) for n in names)) * 6 + 8 if labelled else 0)
+  header = 40 + margin
+  lines = (title or "confusion matrix", "rows: true class, columns: predicted class (shade: share of the row)")
+  width = max(margin + 20 + classes * cell + 8, 16 + 6 * max(len(line) for line in lines))
+  image = Image.new("RGB", (width, header + classes * cell + 8), "white")
+  draw = ImageDraw.Draw(image)
+  for number, line in enumerate(lines):
+    draw.text((8, 6 + 14 * number), line, fill="black")
+  left, top = margin + 20, header
+  for i in range(classes):
+    for j in range(classes):
+      shade = int(round(255 * (1 - share[i, j])))
+      draw.rectangle([left + j * cell, top + i * cell, left + (j + 1) * cell - 1, top + (i + 1) * cell - 1],
+                     fill=(shade, shade, 255))
+      if labelled and matrix[i, j]:
+        draw.text((left + j * cell + 2, top + i * cell + 2), str(matrix[i, j]),
+                  fill="white" if share[i, j] > 0.5 else "black")
+  if labelled:
+    for k, name in enumerate(names):
+      draw.text((8, top + k * cell + 2), name[:16], fill="black")
+      label = Image.new("RGB", (margin - 8, 12), "white")
+      ImageDraw.Draw(label).text((0, 0), name[:16], fill="black")
+      image.paste(label.rotate(90, expand=True), (left + k * cell + 1, 40))
+  image.save(path)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -171,9 +199,9 @@ def evaluate(config: Any, workdir: str, *, params: Any = None, params_path: str 
   names = list(class_names or [])
   if config.eval.class_names:
     names = label_transfer.load_label_names(config.eval.class_names)
-  names = names or list(pipeline.shards_lib.read_description(config.eval.path).get("labels") or [])
+  names = names or list(shards.read_description(config.eval.path).get("labels") or [])
   results = summarize(probabilities, labels, num_classes, names if len(names) == num_classes else None)
-  matrix = np.asarray(results.pop("confusion_matrix"))
+  matrix = np.asarray(results["confusion_matrix"])
   results.update(views=int(config.eval.num_clips) * int(config.eval.num_crops), num_clips=int(config.eval.num_clips),
                  num_crops=int(config.eval.num_crops), sampling=config.eval.sampling,
                  keep_ratio=task.plan.finetune_keep_ratio, tokens_per_view=task.plan.num_finetune_tokens,
@@ -182,7 +210,9 @@ def evaluate(config: Any, workdir: str, *, params: Any = None, params_path: str 
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, RESULTS_FILE), "w") as f:
       json.dump(results, f, indent=1)
-    save_confusion_png(matrix, os.path.join(workdir, CONFUSION_FILE))
+    save_confusion_png(matrix, os.path.join(workdir, CONFUSION_FILE), names,
+                       f"{results['num_videos']} videos x {results['views']} views: top-1 {results['top1']:.1f}%, "
+                       f"top-5 {results['top5']:.1f}%")
   logging.info("top-1 %.2f, top-5 %.2f over %d videos x %d views.", results["top1"], results["top5"],
                results["num_videos"], results["views"])
   return results

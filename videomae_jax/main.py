@@ -16,6 +16,7 @@ from absl import app, flags
 from etils import epath
 from ml_collections import config_flags
 
+import videomae_jax
 from videomae_jax import resolve, tasks, train, xla_flags
 from videomae_jax.errors import ConfigError
 
@@ -44,14 +45,20 @@ def _wants_distributed() -> bool:
 
 
 class _QuietLibraries(logging.Filter):
-  """Keeps orbax's per-save INFO chatter out of the training log (warnings and errors still pass)."""
+  """Keeps library INFO chatter out of the training log (warnings and errors still pass): orbax's per-save lines,
+  and JAX's "Unable to initialize backend 'tpu'" on every machine without a TPU."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+    if record.levelno >= logging.WARNING:
+      return True
+    if "/orbax/" in record.pathname:
+      return False
+    return not (record.pathname.endswith("xla_bridge.py") and str(record.msg).startswith("Unable to initialize"))
 
 
 def main(argv):
   del argv
+  user_flags = xla_flags.active(videomae_jax.ENVIRONMENT_AT_START)
   for handler in logging.getLogger().handlers + logging.getLogger("absl").handlers:
     handler.addFilter(_QuietLibraries())
   if _CONFIG.value is None or not _WORKDIR.value:
@@ -67,7 +74,7 @@ def main(argv):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
   workdir = _WORKDIR.value  # a local path or gs://bucket/run
   try:
-    summary = _train(resolve.resolve(_CONFIG.value), workdir)
+    summary = _train(resolve.resolve(_CONFIG.value), workdir, user_flags)
   except ConfigError as error:
     # What the user must change, as one message: a traceback would bury it.
     logging.error("Configuration error: %s", error)
@@ -75,7 +82,7 @@ def main(argv):
   logging.info("Finished: %s", json.dumps(summary))
 
 
-def _train(config, workdir: str):
+def _train(config, workdir: str, user_flags: dict[str, str]):
   """Writes the resolved config (the one that runs) and trains."""
   tasks.from_config(config)  # A bad config fails before anything is written to the workdir.
   if jax.process_index() == 0:
@@ -83,7 +90,7 @@ def _train(config, workdir: str):
     (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True))
   logging.info("JAX %s, %d processes, %d devices (%s).", jax.__version__, jax.process_count(), jax.device_count(),
                jax.devices()[0].device_kind)
-  logging.info("XLA / runtime flags in effect: %s", json.dumps(xla_flags.active()))
+  logging.info("XLA / runtime flags set: %s", json.dumps(user_flags))
   return train.run(config, workdir)
 
 

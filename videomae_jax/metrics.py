@@ -1,22 +1,48 @@
-"""Training metrics: clu writers (TensorBoard + log) and `metrics.jsonl`, plus throughput and MFU.
+"""Training metrics: TensorBoard event files, the log, `metrics.jsonl`; throughput and MFU.
 
-Only process 0 writes. `metrics.jsonl` holds one JSON object per logged step with at least `step` and
-`train/loss`; a resumed run appends, and lines for steps past the restored checkpoint (written before a crash)
-are dropped first so the file always describes one uninterrupted run.
+TensorBoard events are written with the `tensorboard` package's protos and record framing, so training needs no
+TensorFlow (2 GB of the install; MaxText does the same), and through etils.epath, so gs:// workdirs work like local
+ones (fsspec / gcsfs without TensorFlow). Only process 0 writes.
+`metrics.jsonl` holds one JSON object per logged step with at least `step` and `train/loss`; a resumed run appends,
+and lines for steps past the restored checkpoint (written before a crash) are dropped first so the file always
+describes one uninterrupted run.
 """
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
-from typing import Any, Dict, Mapping
+import socket
+import time
+from typing import Any, Dict, Mapping, Sequence
 
 import jax
 import numpy as np
-from clu import metric_writers
 from etils import epath
+from PIL import Image
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 
-class JsonlWriter(metric_writers.MetricWriter):
+class Writer:
+  """What the trainer writes metrics to: scalars and images per step."""
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    del step, scalars
+
+  def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+    """images: {name: uint8 [H, W, 3]}."""
+    del step, images
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    self.flush()
+
+
+class JsonlWriter(Writer):
   """Writes {'step': ..., **scalars} lines; local paths and gs:// alike (object stores cannot append, so the
   file is rewritten whole at each flush: a few MB for a long run)."""
 
@@ -29,18 +55,9 @@ class JsonlWriter(metric_writers.MetricWriter):
     self._lines = [line for line in self._lines if line.strip() and json.loads(line)["step"] <= step]
     self.path.write_text("".join(self._lines))
 
-  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+  def write_scalars(self, step, scalars):
     # Buffered until flush() so that everything logged for one step lands on one line.
     self._pending.setdefault(int(step), {}).update({k: float(np.asarray(v)) for k, v in scalars.items()})
-
-  # Only scalars go to metrics.jsonl; TensorBoard gets the rest.
-  def write_summaries(self, step, values, metadata=None): del step, values, metadata
-  def write_images(self, step, images): del step, images
-  def write_videos(self, step, videos): del step, videos
-  def write_audios(self, step, audios, *, sample_rate): del step, audios, sample_rate
-  def write_texts(self, step, texts): del step, texts
-  def write_histograms(self, step, arrays, num_buckets=None): del step, arrays, num_buckets
-  def write_hparams(self, hparams): del hparams
 
   def flush(self):
     if not self._pending:
@@ -50,21 +67,78 @@ class JsonlWriter(metric_writers.MetricWriter):
     self._pending.clear()
     self.path.write_text("".join(self._lines))
 
+
+class TensorBoardWriter(Writer):
+  """Scalars and images as TensorBoard events (`tensorboard --logdir WORKDIR`): one event file per run start,
+  rewritten whole at each flush (object stores cannot append; a long run's file is a few MB)."""
+
+  def __init__(self, logdir: str):
+    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+    self._path = epath.Path(logdir) / name
+    self._buffer = io.BytesIO()
+    self._records = RecordWriter(self._buffer)
+    self._records.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+    self._dirty = False  # a run that logs nothing leaves no file
+
+  def _add(self, step: int, values: Sequence[summary_pb2.Summary.Value]) -> None:
+    event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=list(values)))
+    self._records.write(event.SerializeToString())
+    self._dirty = True
+
+  def write_scalars(self, step, scalars):
+    self._add(step, [summary_pb2.Summary.Value(tag=k, simple_value=float(np.asarray(v))) for k, v in scalars.items()])
+
+  def write_images(self, step, images):
+    values = []
+    for tag, image in images.items():
+      png = io.BytesIO()
+      Image.fromarray(np.asarray(image, np.uint8)).save(png, format="PNG")
+      values.append(summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
+          height=image.shape[0], width=image.shape[1], colorspace=image.shape[2], encoded_image_string=png.getvalue())))
+    self._add(step, values)
+
+  def flush(self):
+    if self._dirty:
+      self._path.parent.mkdir(parents=True, exist_ok=True)
+      self._path.write_bytes(self._buffer.getvalue())
+      self._dirty = False
+
+
+class LoggingWriter(Writer):
+  """One log line per step and kind."""
+
+  def write_scalars(self, step, scalars):
+    logging.info("[%d] %s", step, ", ".join(f"{k}={float(np.asarray(v)):.6g}" for k, v in sorted(scalars.items())))
+
+
+class MultiWriter(Writer):
+  def __init__(self, writers: Sequence[Writer]):
+    self._writers = list(writers)
+
+  def write_scalars(self, step, scalars):
+    for writer in self._writers:
+      writer.write_scalars(step, scalars)
+
+  def write_images(self, step, images):
+    for writer in self._writers:
+      writer.write_images(step, images)
+
+  def flush(self):
+    for writer in self._writers:
+      writer.flush()
+
   def close(self):
-    self.flush()
+    for writer in self._writers:
+      writer.close()
 
 
-def create_writer(workdir: str, restored_step: int = 0) -> metric_writers.MetricWriter:
+def create_writer(workdir: str, restored_step: int = 0) -> Writer:
   """TensorBoard + logging + metrics.jsonl on process 0; a no-op writer elsewhere."""
   if jax.process_index() != 0:
-    return metric_writers.MultiWriter([])
+    return MultiWriter([])
   jsonl = JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
   jsonl.truncate_after(restored_step)
-  return metric_writers.MultiWriter([
-      metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard")),
-      metric_writers.LoggingWriter(),
-      jsonl,
-  ])
+  return MultiWriter([TensorBoardWriter(os.path.join(workdir, "tensorboard")), LoggingWriter(), jsonl])
 
 
 def throughput_metrics(*, steps: int, seconds: float, data_wait_seconds: float, clips_per_step: int,

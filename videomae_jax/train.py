@@ -19,7 +19,6 @@ from typing import Any, Dict
 import jax
 import ml_collections
 import numpy as np
-from clu import periodic_actions
 from etils import epath
 
 from videomae_jax import checkpointing, hardware, metrics, optim, preemption, sharding, tasks, train_step, visualization
@@ -45,6 +44,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
 def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.PreemptionHandler) -> Dict[str, Any]:
   task = tasks.from_config(config)  # A bad model, masking or task config fails here, before compiling.
   steps_per_epoch, total_steps, _ = optim.schedule_lengths(config)
+  checkpointer = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
+                                            async_saves=config.async_checkpointing)
+  restored_step = checkpointer.latest_step()
+  if restored_step is not None and restored_step >= total_steps:
+    # Nothing to train: no compile, no data, no new TensorBoard file or picture; the summary is the one written.
+    checkpointer.close()
+    logging.info("%s already holds the last step (%d of %d): nothing to do.", checkpointer.directory,
+                 restored_step, total_steps)
+    path = epath.Path(workdir) / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.exists() else {"step": restored_step, "total_steps": total_steps}
 
   # Mesh and the compiled step: memory problems show up before any data is read ------------------------------
   mesh = sharding.make_mesh(config.mesh)
@@ -58,9 +67,6 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
   # Input and state --------------------------------------------------------------------------------------------
   data_iterator = iter(pipeline.make_dataset(config, mode=task.input_mode, process_index=jax.process_index(),
                                              process_count=jax.process_count(), seed=config.seed))
-  checkpointer = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
-                                            async_saves=config.async_checkpointing)
-  restored_step = checkpointer.latest_step()
   if restored_step is not None:
     _, state = checkpointer.restore(step.abstract_state, data_iterator, step=restored_step)
     logging.info("Resumed from %s at step %d.", checkpointer.directory, restored_step)
@@ -74,8 +80,6 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
   # Loop ----------------------------------------------------------------------------------------------------
   start_step = int(restored_step or 0)
   writer = metrics.create_writer(workdir, start_step)
-  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
-                                             every_steps=config.log_every_steps)
   peak = hardware.peak_flops_per_second(jax.devices()[0].device_kind)
   pending, last_loss, stopped_by = [], math.nan, None
   window_start, data_wait, window_steps = time.time(), 0.0, 0
@@ -91,16 +95,18 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
       current += 1
       window_steps += 1
       pending.append(step_metrics)
-      progress(current)
       is_last = current == total_steps
       checkpoint_now = current % config.checkpoint_every_steps == 0 or is_last
       if current % config.log_every_steps == 0 or checkpoint_now:
         last_loss = _write_metrics(writer, current, pending)
         pending = []
-        writer.write_scalars(current, metrics.throughput_metrics(
+        throughput = metrics.throughput_metrics(
             steps=window_steps, seconds=time.time() - window_start, data_wait_seconds=data_wait,
             clips_per_step=config.batch_size, flops_per_step_per_device=flops_per_step,
-            num_devices=mesh.devices.size, peak_flops_per_device=peak))
+            num_devices=mesh.devices.size, peak_flops_per_device=peak)
+        writer.write_scalars(current, throughput)
+        logging.info("Step %d of %d, ETA %.1f min.", current, total_steps,
+                     (total_steps - current) / throughput["perf/steps_per_second"] / 60)
         window_start, data_wait, window_steps = time.time(), 0.0, 0
         writer.flush()
       if handler.should_stop(current) and not is_last:
@@ -116,9 +122,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
         break
   finally:
     checkpointer.close()
-    writer.flush()
-  summary = {"step": current, "last_loss": last_loss, "stopped_by": stopped_by, "total_steps": total_steps,
-             "train_step": step.describe()}
+    writer.close()
+  summary = {"step": current, "last_loss": None if math.isnan(last_loss) else last_loss, "stopped_by": stopped_by,
+             "total_steps": total_steps, "train_step": step.describe()}
   if jax.process_index() == 0:
     (epath.Path(workdir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     if current == total_steps and config.data.reconstruction_video:

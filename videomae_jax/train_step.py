@@ -5,7 +5,7 @@ choice of a step (masks, token selection, stochastic depth, mixup) derives from 
 resumed run draws exactly what an uninterrupted run draws.
 
 `build(config)` is the recipe "shardings, abstract state and batch, jit, lower, compile, count FLOPs" written once;
-the trainer, `tools.inspect_config`, `benchmarks/train_step.py` and the planner's XLA check all call it, so they
+the trainer, `tools.inspect_config`, `benchmarks.train_step` and the planner's XLA check all call it, so they
 report the same FLOPs per clip and the same compiled memory for the same config and batch. Nothing is allocated
 until `CompiledStep.init_state` is called: the state is a `jax.eval_shape` result and the step is compiled ahead
 of time, so a configuration that does not fit fails (with XLA's memory analysis) before any data is read.

@@ -70,10 +70,11 @@ def render_rows(frames: np.ndarray, scores: np.ndarray, visible: np.ndarray, los
   red, blue = np.array([1.0, 0.1, 0.1]), np.array([0.2, 0.4, 1.0])
   targets = gray * (1 - loss_map - kept_visible_map)
   targets = targets + loss_map * (0.45 * frames + 0.55 * red) + kept_visible_map * (0.45 * frames + 0.55 * blue)
+  targets_label = "decoder targets\nred: loss" + ("\nblue: seen, no loss" if kept_visible.any() else "")
   rows = [("frames", frames),
-          ("motion score", 0.35 * frames + 0.65 * heat_rgb),
+          (f"motion score\n0 .. {float(scores.max()):.3g}", 0.35 * frames + 0.65 * heat_rgb),
           ("encoder input", visible_map * frames + (1 - visible_map) * gray),
-          ("decoder targets\nred: loss\nblue: visible", targets)]
+          (targets_label, targets)]
   if reconstruction is not None:
     rows.append(("reconstruction", reconstruction))
   return rows
@@ -90,6 +91,9 @@ def draw_grid(rows, title: str, cell: int) -> Image.Image:
   for r, (label, images) in enumerate(rows):
     top = title_height + r * (cell + 4)
     draw.multiline_text((4, top + 4), label, fill=(0, 0, 0))
+    if label.startswith("motion score"):  # the heat map's scale: 0 on the left, the clip's largest score right
+      ramp = heat_colors(np.linspace(0, 1, LABEL_WIDTH - 16))[None].repeat(10, axis=0)
+      canvas.paste(Image.fromarray(ramp.round().astype(np.uint8)), (4, top + min(40, cell - 10)))
     for c, image in enumerate(images):
       pixels = (np.clip(np.asarray(image), 0, 1) * 255).round().astype(np.uint8)
       tile = Image.fromarray(pixels).resize((cell, cell), Image.NEAREST)

@@ -168,7 +168,7 @@ def build_demo_shards(workdir: str, *, num_videos_per_class: int = 8, num_frames
 
 
 _DEMO_CONFIG_KEYS = {"demo_videos_per_class": "num_videos_per_class", "demo_seed": "seed",
-                     "demo_num_frames": "num_frames", "demo_size": "size"}
+                     "demo_num_frames": "num_frames", "demo_size": "size", "demo_format": "video_format"}
 
 
 def demo_arguments(section, default_seed: int) -> dict:
@@ -176,6 +176,6 @@ def demo_arguments(section, default_seed: int) -> dict:
 
   Keys the section lacks keep build_demo_shards' own defaults, except the seed (the test set's differs).
   """
-  arguments = {argument: int(section[key]) for key, argument in _DEMO_CONFIG_KEYS.items() if key in section}
+  arguments = {argument: section[key] for key, argument in _DEMO_CONFIG_KEYS.items() if key in section}
   arguments.setdefault("seed", default_seed)
   return arguments

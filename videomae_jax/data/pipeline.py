@@ -11,8 +11,9 @@ Batches travel as uint8 (a quarter of float32's bytes through the host and PCIe)
                   model.image_size)
           label   int32 [B]   (-1: an unlabeled source)
           source  int32 [B]   (index into config.data.sources)
-        Pretraining with data.crop_on_device ships each decoded clip once in a canvas of the shards' largest frame
-        size plus its R crop boxes: video [B / R, T, Hc, Wc, 3], crops int32 [B / R, R, 5] (x, y, w, h, flip),
+        Pretraining with data.crop_on_device ships each decoded clip once in a canvas of the shards' largest short
+        x long side (portrait clips transposed where the data mix orientations) plus its R crop boxes: video
+        [B / R, T, Hc, Wc, 3], crops int32 [B / R, R, 6] (x, y, w, h, flip, transposed),
         label / source [B / R]; the train step cuts and resizes them (videomae_jax.device_crops) and gets the host
         path's views for the same seed.
   'test'  b = eval.batch_size // process_count videos, each with V = eval.num_clips x eval.num_crops views:
@@ -46,6 +47,7 @@ from videomae_jax.data import label_maps
 from videomae_jax.data import shards as shards_lib
 from videomae_jax.data import temporal
 from videomae_jax.data import transforms
+from videomae_jax.data import video_cache
 from videomae_jax.errors import ConfigError
 
 _MIN_SHUFFLE_LENGTH = 4096
@@ -160,8 +162,13 @@ class _ToRecord(grain.transforms.Map):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _decode(record, indices, backend: str, out: np.ndarray | None = None) -> np.ndarray:
+def _decode(record, indices, backend: str, out: np.ndarray | None = None, cache_bytes: int = 0) -> np.ndarray:
   try:
+    if cache_bytes:
+      cached = video_cache.clip(record, indices, cache_bytes,
+                                lambda every: decoding.decode_clip(record, every, backend), out=out)
+      if cached is not None:
+        return cached
     return decoding.decode_clip(record, indices, backend, out=out)
   except decoding.ClipShapeError:
     raise
@@ -192,6 +199,8 @@ class PretrainViews(grain.transforms.RandomMap):
   crop_canvas: tuple[int, int] = (0, 0)
   sampling: str = "random"
   backend: str = "auto"           # MP4 decoder for shard records
+  cache_bytes: int = 0            # data.decoded_cache_mb (videomae_jax.data.video_cache)
+  transpose: bool = False         # data.transpose_to_canvas: clips of the other orientation ride transposed
   seed_salt = ()
 
   def __post_init__(self):
@@ -203,7 +212,8 @@ class PretrainViews(grain.transforms.RandomMap):
     return cls(clip_length=num_clip_frames(config), image_size=int(config.model.image_size),
                repeats=int(data.repeated_aug), scales=tuple(float(s) for s in data.multiscale_crop_scales),
                flip=bool(data.flip), crop_canvas=crop_canvas(config) if data.crop_on_device else (0, 0),
-               sampling=str(data.sampling), backend=str(data.video_decoder))
+               sampling=str(data.sampling), backend=str(data.video_decoder),
+               cache_bytes=int(data.decoded_cache_mb) << 20, transpose=data.transpose_to_canvas == "yes")
 
   def random_map(self, records, rng: np.random.Generator):
     if all(self.crop_canvas):
@@ -213,34 +223,45 @@ class PretrainViews(grain.transforms.RandomMap):
     repeats, size = self.repeats, self.image_size
     video = np.empty((len(records) * repeats, self.clip_length, size, size, 3), np.uint8)
     for i, record in enumerate(records):
-      clip = _decode(record, _train_indices(record, self.clip_length, self.sampling, rng), self.backend)
+      clip = _decode(record, _train_indices(record, self.clip_length, self.sampling, rng), self.backend,
+                     cache_bytes=self.cache_bytes)
       transforms.multiscale_crops(clip, rng, num_crops=repeats, output_size=size, scales=self.scales,
                                   flip=self.flip, out=video[i * repeats:(i + 1) * repeats])
     return dict(video=video, **_labels(records, repeats))
 
   def _canvas_batch(self, records, rng: np.random.Generator):
     """The random draws are the host path's, in the same order (clip start, then per view its box and flip
-    coin), so both paths give the same views for the same seed."""
+    coin), so both paths give the same views for the same seed. With `transpose`, a clip of the other
+    orientation than the canvas's is placed transposed (videomae_jax.device_crops)."""
     canvas_h, canvas_w = self.crop_canvas
     video = np.empty((len(records), self.clip_length, canvas_h, canvas_w, 3), np.uint8)
-    crops = np.empty((len(records), self.repeats, 5), np.int32)
+    crops = np.empty((len(records), self.repeats, 6), np.int32)  # device_crops.CROP_FIELDS
     for i, record in enumerate(records):
       indices = _train_indices(record, self.clip_length, self.sampling, rng)
       height, width = int(record.get("height") or 0), int(record.get("width") or 0)
-      placed = False
+      placed = transposed = False
       if 0 < height <= canvas_h and 0 < width <= canvas_w:
         try:
-          _decode(record, indices, self.backend, out=video[i, :, :height, :width])  # Straight into the batch.
+          # Straight into the batch.
+          _decode(record, indices, self.backend, out=video[i, :, :height, :width], cache_bytes=self.cache_bytes)
           transforms.zero_padding(video[i], height, width)
           placed = True
         except decoding.ClipShapeError:
           pass  # The record's height / width are not its frames' size: place the decoded frames below.
       if not placed:
-        # Size unknown (TFDS), larger than the canvas, or misreported: decode, then place (shrunk if needed).
-        height, width = transforms.fit_into(_decode(record, indices, self.backend), video[i])
+        # Size unknown (TFDS), the other orientation, larger than the canvas, or misreported: decode, then place
+        # (transposed when the clip's orientation is not the canvas's, shrunk when it is still too large).
+        clip = _decode(record, indices, self.backend, cache_bytes=self.cache_bytes)
+        height, width = clip.shape[1:3]
+        fits = height <= canvas_h and width <= canvas_w
+        transposed = self.transpose and not fits and (width <= canvas_h and height <= canvas_w or
+                                                      (height > width) != (canvas_h > canvas_w))
+        height, width = transforms.fit_into(clip, video[i], transpose=transposed)
+        if transposed:
+          height, width = width, height  # The clip's own orientation, in which its boxes are drawn.
       for r in range(self.repeats):
         box = transforms.multiscale_crop_box(height, width, rng, output_size=self.image_size, scales=self.scales)
-        crops[i, r] = (*box, int(self.flip and bool(rng.integers(2))))
+        crops[i, r] = (*box, int(self.flip and bool(rng.integers(2))), int(transposed))
     return dict(video=video, crops=crops, **_labels(records, 1))
 
 
@@ -253,6 +274,7 @@ class FinetuneViews(grain.transforms.RandomMap):
   repeats: int = 1
   sampling: str = "random"        # data.sampling: 'segment' for SSv2
   backend: str = "auto"
+  cache_bytes: int = 0            # data.decoded_cache_mb (videomae_jax.data.video_cache)
   # Fine-tuning draws from its own seed sequence, so its augmentation does not repeat pretraining's.
   seed_salt = (5,)
 
@@ -263,7 +285,8 @@ class FinetuneViews(grain.transforms.RandomMap):
   def from_config(cls, config) -> "FinetuneViews":
     data = config.data
     return cls(transform=FinetuneTrainTransform.from_config(config), clip_length=num_clip_frames(config),
-               repeats=int(data.repeated_aug), sampling=str(data.sampling), backend=str(data.video_decoder))
+               repeats=int(data.repeated_aug), sampling=str(data.sampling), backend=str(data.video_decoder),
+               cache_bytes=int(data.decoded_cache_mb) << 20)
 
   def random_map(self, records, rng: np.random.Generator):
     repeats, size = self.repeats, self.transform.size
@@ -272,7 +295,8 @@ class FinetuneViews(grain.transforms.RandomMap):
       if int(record["label"]) < 0:
         raise ValueError(f"record {record.get('path', '?')!r} of source {record['_source']} has no label: "
                          "fine-tuning needs labeled shards (or a config.data.label_set that covers its class).")
-      clip = _decode(record, _train_indices(record, self.clip_length, self.sampling, rng), self.backend)
+      clip = _decode(record, _train_indices(record, self.clip_length, self.sampling, rng), self.backend,
+                     cache_bytes=self.cache_bytes)
       for r in range(repeats):
         self.transform(clip, rng, out=video[i * repeats + r])
     return dict(video=video, **_labels(records, repeats))
@@ -381,8 +405,9 @@ def num_clip_frames(config) -> int:
 def crop_canvas(config, *, default: tuple[int, int] | None = None) -> tuple[int, int]:
   """(height, width) of the canvas for crops cut on the device.
 
-  config.data.crop_canvas when set (both > 0); else the largest frame height and width over the weighted
-  sources, from their shard descriptions (`max_frame_size`, written by data_prep.build_shards) or a TFDS video
+  config.data.crop_canvas when set (both > 0); else the largest short side x the largest long side over the
+  weighted sources (landscape: portrait clips are placed transposed, videomae_jax.device_crops), from their
+  shard descriptions (`frame_sizes`, else `max_frame_size`, written by data_prep.build_shards) or a TFDS video
   feature's static shape. Clips larger than the canvas are shrunk to fit on the host (aspect kept); smaller
   ones are zero padded. Where the sizes cannot be read, returns `default` if given, else raises.
   """
@@ -391,7 +416,7 @@ def crop_canvas(config, *, default: tuple[int, int] | None = None) -> tuple[int,
     raise ConfigError(f"config.data.crop_canvas must be (height, width), got {canvas}.")
   if all(v > 0 for v in canvas):
     return canvas
-  heights, widths = [], []
+  shorts, longs = [], []
   for index, source in enumerate(config.data.sources):
     source = _as_dict(source)
     if float(source.get("weight", 1.0)) <= 0:
@@ -404,8 +429,9 @@ def crop_canvas(config, *, default: tuple[int, int] | None = None) -> tuple[int,
                                       video_key=source.get("video_key", "video"))
         why = "its TFDS video feature has no static frame size"
       elif source.get("path"):
-        size = shards_lib.read_description(source["path"]).get("max_frame_size")
-        why = "its dataset.json has no max_frame_size (shards from an older build_shards)"
+        description = shards_lib.read_description(source["path"])
+        size = _landscape_size(description.get("frame_sizes")) or description.get("max_frame_size")
+        why = "its dataset.json has no frame_sizes (shards from an older build_shards)"
       else:
         why = "it has no path yet"
     except (FileNotFoundError, OSError) as e:
@@ -416,11 +442,59 @@ def crop_canvas(config, *, default: tuple[int, int] | None = None) -> tuple[int,
       raise ConfigError(f"config.data.crop_on_device needs the canvas size, and config.data.sources[{index}] "
                        f"({source.get('name')}) does not give it: {why}. Set config.data.crop_canvas=(H, W) "
                        "(e.g. (320, 568) for 16:9 at --short_side=320) or config.data.crop_on_device=False.")
-    heights.append(int(size[0]))
-    widths.append(int(size[1]))
-  if not heights:
+    shorts.append(min(int(v) for v in size))
+    longs.append(max(int(v) for v in size))
+  if not shorts:
     raise ConfigError("config.data.sources lists no source with weight > 0.")
-  return max(heights), max(widths)
+  return max(shorts), max(longs)
+
+
+def mixed_orientation(config) -> bool:
+  """Whether the weighted shard sources hold both portrait and landscape clips (dataset.json's frame_sizes):
+  what config.data.transpose_to_canvas='auto' becomes."""
+  portrait = landscape = False
+  for source in config.data.sources:
+    source = _as_dict(source)
+    if float(source.get("weight", 1.0)) <= 0 or not source.get("path"):
+      continue
+    try:
+      sizes = shards_lib.read_description(source["path"]).get("frame_sizes") or {}
+    except (FileNotFoundError, OSError):
+      continue
+    for size in sizes:
+      height, width = (int(v) for v in size.split("x"))
+      portrait, landscape = portrait or height > width, landscape or width > height
+  return portrait and landscape
+
+
+def _landscape_size(frame_sizes) -> list[int] | None:
+  """[largest short side, largest long side] over dataset.json's {'HxW': count}."""
+  dims = [sorted(int(v) for v in size.split("x")) for size in frame_sizes or {}]
+  return [max(d[0] for d in dims), max(d[1] for d in dims)] if dims else None
+
+
+def label_count(config) -> list[tuple[int, str, int]]:
+  """(index, name, number of classes its labels can take) of each weighted shard source of config.data.sources,
+  after its label map: the merged set's size, or the shards' own class names, or one more than their largest
+  integer label (dataset.json's label_counts). Read from the descriptions, without opening the shards."""
+  counts = []
+  for index, source in enumerate(config.data.sources):
+    source = _as_dict(source)
+    if float(source.get("weight", 1.0)) <= 0 or not source.get("path"):
+      continue
+    label_map = source.get("label_map", str(config.data.label_set or "")) or ""
+    if label_map == "none":
+      continue
+    description = shards_lib.read_description(source["path"])
+    if label_map:
+      count = len(label_maps.label_names(label_map))
+    elif description.get("labels"):
+      count = len(description["labels"])
+    else:
+      labels = [int(k) for k in (description.get("label_counts") or {}) if int(k) >= 0]
+      count = max(labels) + 1 if labels else 0
+    counts.append((index, source.get("name") or f"source{index}", count))
+  return counts
 
 
 def candidate_frame_count(num_frames: int, ratio: float = 1.5) -> int:

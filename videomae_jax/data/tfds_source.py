@@ -11,12 +11,30 @@ with file_format='array_record' (nothing is downloaded: download=False).
 """
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
+
+from videomae_jax.errors import ConfigError
+
+
+def _tfds():
+  """tensorflow_datasets, or a ConfigError that says which extra to install.
+
+  TFDS and TensorFlow are not in the core install: tfds reads ArrayRecord without TensorFlow, but its Video
+  feature imports TensorFlow as soon as the data set's features are loaded (tfds 4.9.10).
+  """
+  missing = [m for m in ("tensorflow_datasets", "tensorflow") if importlib.util.find_spec(m) is None]
+  if missing:
+    raise ConfigError(f"config.data.sources has a TFDS source, which needs {' and '.join(missing)} (not in the "
+                      "core install): pip install 'videomae_jax[tfds]'. Our own shard folders (data_prep."
+                      "build_shards) need neither.")
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  return tfds
 
 
 def open_tfds_source(name: str, *, split: str = "train", data_dir: str | None = None):
   """(random-access source of tf.train.Example, DatasetInfo) for a prepared ArrayRecord TFDS data set."""
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  tfds = _tfds()
   source = tfds.data_source(name, split=split, data_dir=data_dir or None, download=False,
                             deserialize_method=tfds.decode.DeserializeMethod.DESERIALIZE_NO_DECODE)
   return source, source.dataset_info
@@ -24,7 +42,7 @@ def open_tfds_source(name: str, *, split: str = "train", data_dir: str | None = 
 
 def frame_size(name: str, *, data_dir: str | None = None, video_key: str = "video") -> tuple[int, int] | None:
   """(height, width) of a TFDS video feature with a static frame size, else None."""
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  tfds = _tfds()
   info = tfds.builder(name, data_dir=data_dir or None).info
   if video_key not in info.features.keys():
     return None

@@ -141,24 +141,38 @@ def multiscale_crops(clip: np.ndarray, rng: np.random.Generator, *, num_crops: i
 # ------------------------------------------------------------------------------------------------------------
 
 
-def fit_into(clip: np.ndarray, out: np.ndarray) -> tuple[int, int]:
-  """Writes `clip` [T, H, W, 3] top-left into `out` [T, Hc, Wc, 3] and zeroes the rest; returns the placed (h, w).
+def fit_into(clip: np.ndarray, out: np.ndarray, transpose: bool = False) -> tuple[int, int]:
+  """Writes `clip` [T, H, W, 3] top-left into `out` [T, Hc, Wc, 3] and zeroes the rest; returns the placed (h, w)
+  in the canvas.
 
-  A clip larger than the canvas is shrunk first (aspect kept, `shrink_area`), so crops drawn inside the returned
-  (h, w) stay inside the canvas.
+  transpose: place each frame transposed (W x H), for a clip whose orientation differs from the canvas's. A clip
+  larger than the canvas is shrunk first (aspect kept, `shrink_area`), so crops drawn inside the returned (h, w)
+  stay inside the canvas.
   """
-  num_frames, height, width, _ = clip.shape
+  num_frames = clip.shape[0]
+  height, width = clip.shape[1:3] if not transpose else clip.shape[2:0:-1]
   canvas_h, canvas_w = out.shape[1:3]
-  if height > canvas_h or width > canvas_w:
+  shrink = height > canvas_h or width > canvas_w
+  if shrink:
     scale = min(canvas_h / height, canvas_w / width)
     height = max(1, min(canvas_h, int(height * scale + 0.5)))
     width = max(1, min(canvas_w, int(width * scale + 0.5)))
+  if shrink or transpose:
     for t in range(num_frames):
-      out[t, :height, :width] = shrink_area(clip[t], height, width)
+      frame = transpose_frame(clip[t]) if transpose else clip[t]
+      out[t, :height, :width] = shrink_area(frame, height, width) if shrink else frame
   else:
     out[:, :height, :width] = clip
   zero_padding(out, height, width)
   return height, width
+
+
+def transpose_frame(frame: np.ndarray) -> np.ndarray:
+  """[H, W, C] -> contiguous [W, H, C]. OpenCV's blocked transpose: 1.4 ms per 16 frames of 568x320, where
+  numpy's strided copy takes 24 ms."""
+  if cv2 is not None:
+    return cv2.transpose(np.ascontiguousarray(frame))
+  return np.ascontiguousarray(frame.transpose(1, 0, 2))
 
 
 def zero_padding(out: np.ndarray, height: int, width: int) -> None:

@@ -1,7 +1,7 @@
 """Masked video pretraining: VideoMAE V2 dual masking, MATS / EVEREST motion-aware selection and our variants.
 
   batch  {'video': uint8 [B, T, S, S, 3]}   ready views, or with crops on the device (config.data.crop_on_device)
-         {'video': uint8 [B / R, T, Hc, Wc, 3], 'crops': int32 [B / R, R, 5]}   decoded clips in a canvas + R boxes
+         {'video': uint8 [B / R, T, Hc, Wc, 3], 'crops': int32 [B / R, R, 6]}   decoded clips in a canvas + R boxes
   loss   cut the views (videomae_jax.device_crops) -> normalize -> [adaptive frame selection] -> masks
          (videomae_jax.masking, motion scores from the model's own patch embedding) -> VideoMAEPretrainModel ->
          MSE on the loss tokens (videomae_jax.objective)
@@ -36,6 +36,7 @@ class PretrainTask(Task):
   # crop boxes each; 0: ready views.
   crops_per_clip: int = 0
   crop_canvas: Tuple[int, int] = (0, 0)
+  transposed_clips: bool = False  # config.data.transpose_to_canvas: some clips ride transposed in the canvas
 
   input_mode = "pretrain"
   params_kind = "pretrain"
@@ -59,7 +60,7 @@ class PretrainTask(Task):
                           "shards; or set it, or config.data.crop_on_device=False.")
     return cls(spec=spec, plan=plan, candidate_frames=candidates,
                normalize_targets=bool(config.objective.normalize_targets), crops_per_clip=crops_per_clip,
-               crop_canvas=canvas)
+               crop_canvas=canvas, transposed_clips=config.data.transpose_to_canvas == "yes")
 
   @property
   def model(self) -> VideoMAEPretrainModel:
@@ -96,7 +97,7 @@ class PretrainTask(Task):
     """batch['video'] [B, T, H, W, 3] (uint8, or float already normalized) -> (scalar loss, aux metrics)."""
     video = batch["video"]
     if "crops" in batch:
-      video = device_crops.crop_resize(video, batch["crops"], self.spec.image_size)
+      video = device_crops.crop_resize(video, batch["crops"], self.spec.image_size, self.transposed_clips)
     video = normalize(video)
     mask_rng, dropout_rng, frame_rng = jax.random.split(rng, 3)
     if self.candidate_frames:
@@ -105,8 +106,13 @@ class PretrainTask(Task):
           patch_size=self.spec.patch_size, num_frames=self.spec.num_frames, keep_ratio=self.plan.motion_keep_ratio,
           camera_motion_compensation=self.plan.camera_motion_compensation, max_shift=self.plan.camera_max_shift)
     masks = masking.sample_masks_for_video(self.plan, mask_rng, video, self.embed_fn(params), self.spec)
-    return objective.pretrain_loss(self.model, {"params": params}, video, masks, self.spec, train=train,
-                                   rngs={"dropout": dropout_rng}, normalize_targets=self.normalize_targets)
+    loss, aux = objective.pretrain_loss(self.model, {"params": params}, video, masks, self.spec, train=train,
+                                        rngs={"dropout": dropout_rng}, normalize_targets=self.normalize_targets)
+    if self.plan.loss_tokens_exact:
+      del aux["loss_tokens_per_clip"]  # a constant
+      if self.plan.num_loss_tokens == self.plan.num_decoder_tokens:
+        del aux["mse_all_decoder_tokens"]  # every decoder token carries loss: the loss itself
+    return loss, aux
 
   def for_flop_count(self) -> "PretrainTask":
     # Crops cut on the device are input processing (like decoding), not model work.
