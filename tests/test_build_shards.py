@@ -3,6 +3,7 @@ timeouts, crash recovery, resumable and deterministic."""
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -205,3 +206,32 @@ def test_description_lists_frame_sizes_and_upgrades_old_sidecars(tmp_path):
   again = shard_builder.build_shards(str(tmp_path / "v"), str(out), "s", num_workers=0, short_side=0,
                                      videos_per_shard=1, progress=False)
   assert again == description and _shard_bytes(out) == before
+
+
+def test_an_interrupted_build_is_refused_for_training(reference_build, tmp_path):
+  """build_shards writes dataset.json last: shard files without it are part of the data, never a data set, and
+  no setting makes the pipeline train on them."""
+  from videomae_jax import default_config  # pylint: disable=import-outside-toplevel
+  from videomae_jax.data import pipeline  # pylint: disable=import-outside-toplevel
+  reference, _ = reference_build
+  partial = tmp_path / "partial"
+  partial.mkdir()
+  for path in sorted(glob.glob(f"{reference}/*.array_record*"))[:2]:  # The first shard and its sidecar.
+    shutil.copy(path, partial)
+  leftover = tmp_path / "leftover"
+  leftover.mkdir()
+  (leftover / "pets-00000-of-00004.array_record.tmp-123").write_bytes(b"")
+  for folder in (partial, leftover):
+    for read in (shards.read_description, shards.shard_paths):
+      with pytest.raises(shards.IncompleteShardsError, match="interrupted.*same `python -m data_prep.build_shards"):
+        read(str(folder))
+  config = default_config.pretrain_config("S")
+  config.data.sources = [dict(name="pets", path=str(partial), stride=2, weight=1)]
+  config.data.num_workers = 0
+  with pytest.raises(shards.IncompleteShardsError):
+    pipeline.crop_canvas(config)
+  config.data.crop_canvas = (32, 48)
+  with pytest.raises(shards.IncompleteShardsError):
+    pipeline.make_dataset(config, mode="pretrain", process_index=0, process_count=1)
+  with pytest.raises(FileNotFoundError, match="build shards with"):
+    shards.read_description(str(tmp_path))

@@ -61,18 +61,26 @@ def shard_file_name(source_name: str, index: int, count: int) -> str:
   return f"{source_name}-{index:05d}-of-{count:05d}.array_record"
 
 
+class IncompleteShardsError(ValueError):
+  """A shard folder whose build did not finish (shard files but no dataset.json)."""
+
+
 def read_description(path: str) -> dict[str, Any]:
-  """Reads `path`/dataset.json, or describes a folder of bare .array_record files (no labels) without one."""
+  """Reads `path`/dataset.json. A folder without one is refused: build_shards writes dataset.json last, so shard
+  files without it are an interrupted build, and training on them would silently use part of the data."""
   description_path = os.path.join(path, DESCRIPTION_FILE)
   if os.path.exists(description_path):
     with open(description_path, encoding="utf-8") as f:
       return json.load(f)
-  files = sorted(glob.glob(os.path.join(path, "*.array_record")))
-  if not files:
-    raise FileNotFoundError(
-        f"No {DESCRIPTION_FILE} and no .array_record files in {path!r}: build shards with "
-        f"`python -m data_prep.build_shards --input=VIDEOS --output_dir={path} --source_name=NAME`.")
-  return dict(format_version=FORMAT_VERSION, labels=[], shards=[dict(file=os.path.basename(f)) for f in files])
+  leftovers = sorted(glob.glob(os.path.join(path, "*.array_record*")) + glob.glob(os.path.join(path, "*.tmp-*")))
+  if leftovers:
+    raise IncompleteShardsError(
+        f"{path!r} has {len(leftovers)} shard file(s) (e.g. {os.path.basename(leftovers[0])}) but no "
+        f"{DESCRIPTION_FILE}: its build was interrupted. Finish it by running the same `python -m "
+        "data_prep.build_shards ...` command again (finished shards are kept); it writes dataset.json last.")
+  raise FileNotFoundError(
+      f"No {DESCRIPTION_FILE} in {path!r}: build shards with "
+      f"`python -m data_prep.build_shards --input=VIDEOS --output_dir={path} --source_name=NAME`.")
 
 
 def shard_paths(path: str) -> list[str]:
