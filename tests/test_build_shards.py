@@ -9,9 +9,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from data_prep import shard_builder
+from videomae_jax.data import decoding
+from videomae_jax.data import encoding
 from videomae_jax.data import shards
 from videomae_jax.data import testing
 
@@ -235,3 +238,77 @@ def test_an_interrupted_build_is_refused_for_training(reference_build, tmp_path)
     pipeline.make_dataset(config, mode="pretrain", process_index=0, process_count=1)
   with pytest.raises(FileNotFoundError, match="build shards with"):
     shards.read_description(str(tmp_path))
+
+
+def test_crashed_workers_report_their_exit_code(tmp_path, monkeypatch):
+  folder = tmp_path / "videos"
+  _make_inputs(str(folder), with_bad=False)
+  monkeypatch.setenv(shard_builder.ENV_TEST_CRASH, "good_*.mp4")
+  description = shard_builder.build_shards(str(folder), str(tmp_path / "out"), "pets", num_workers=2,
+                                           timeout_s=60, progress=False)
+  assert [f["reason"] for f in description["failures"]] == ["decoder crashed (worker exit code 3)"] * len(GOOD)
+
+
+def _children(pid):
+  """{pid: state} of the spawned worker processes whose parent is `pid` (Linux /proc)."""
+  found = {}
+  for entry in os.listdir("/proc"):
+    try:
+      with open(f"/proc/{entry}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+      with open(f"/proc/{entry}/cmdline", "rb") as f:
+        command = f.read()
+    except (OSError, IndexError):
+      continue
+    if int(fields[1]) == pid and b"spawn_main" in command:
+      found[int(entry)] = fields[0]
+  return found
+
+
+def _alive(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
+def test_busy_workers_exit_when_the_build_is_killed(inputs, tmp_path):
+  folder, _ = inputs
+  process = _run_cli([f"--input={folder}", f"--output_dir={tmp_path}", "--source_name=pets", "--num_workers=2",
+                      "--timeout_s=600"], env_extra={shard_builder.ENV_TEST_HANG: "*"}, start_new_session=True)
+  workers = {}
+  deadline = time.time() + 60
+  while len(workers) < 2 and time.time() < deadline:
+    workers = _children(process.pid)
+    time.sleep(0.1)
+  assert len(workers) == 2, "the build should have started 2 workers"
+  time.sleep(5)  # Past their start-up: each is now busy on a file that hangs.
+  try:
+    process.kill()  # The parent only, as an out-of-memory kill would.
+    process.communicate()
+    deadline = time.time() + 10
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+      time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+  finally:
+    for pid in workers:
+      if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not decoding.have_decord(), reason="decord's own FFmpeg prints the warnings")
+def test_decoder_warnings_stay_out_of_the_terminal(tmp_path):
+  """Decoder messages came through the progress bar without the file's name; the failure reason says it."""
+  data = bytearray(encoding.encode_mp4(testing.moving_square_frames(60, 64, 96, seed=2), 10, gop_size=8))
+  for i in np.random.default_rng(0).integers(len(data) // 3, len(data) - 2000, 40):
+    data[i] ^= 0xFF
+  (tmp_path / "videos").mkdir()
+  (tmp_path / "videos" / "corrupt.mp4").write_bytes(bytes(data))
+  process = _run_cli([f"--input={tmp_path / 'videos'}", f"--output_dir={tmp_path / 'out'}", "--source_name=s",
+                      "--num_workers=1", "--backend=decord"])
+  stdout, stderr = process.communicate(timeout=120)
+  assert process.returncode == 0, stderr
+  assert "skipped corrupt.mp4: decode error after" in stdout
+  assert " @ 0x" not in stderr, stderr  # FFmpeg's '[h264 @ 0x...] error while decoding MB ...'
