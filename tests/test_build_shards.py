@@ -189,9 +189,9 @@ def test_short_side_resize_keeps_even_sizes(tmp_path):
   assert record["label"] == -1 and record["source"] == "s"
 
 
-def test_description_lists_frame_sizes_and_upgrades_old_sidecars(tmp_path):
-  """dataset.json's max_frame_size is the default canvas for crops on the device; shards built before sidecars
-  had frame sizes get them from their records on the next run, without re-encoding."""
+def test_description_lists_frame_sizes_and_rebuilds_old_sidecars(tmp_path):
+  """dataset.json's max_frame_size is the default canvas for crops on the device; a shard whose sidecar lacks
+  fields (an older build_shards) is rebuilt on the next run, to the same bytes."""
   testing.write_good_video(str(tmp_path / "v" / "a.mp4"), height=40, width=62)
   testing.write_good_video(str(tmp_path / "v" / "b.mp4"), height=62, width=40, seed=1)
   out = tmp_path / "out"
@@ -312,3 +312,171 @@ def test_decoder_warnings_stay_out_of_the_terminal(tmp_path):
   assert process.returncode == 0, stderr
   assert "skipped corrupt.mp4: decode error after" in stdout
   assert " @ 0x" not in stderr, stderr  # FFmpeg's '[h264 @ 0x...] error while decoding MB ...'
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Manifests: every mistake is named by its line.
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def good_folder(tmp_path_factory):
+  folder = str(tmp_path_factory.mktemp("good"))
+  _make_inputs(folder, with_bad=False)
+  return folder
+
+
+def _manifest(folder, name, text):
+  path = os.path.join(folder, name)
+  with open(path, "w", encoding="utf-8", newline="") as f:
+    f.write(text)
+  return path
+
+
+@pytest.mark.parametrize("name, text", [
+    ("excel.csv", "\ufeffpath,label\r\ncats/good_0.mp4,cats\r\ncats/good_1.mp4,cats\r\ndogs/good_2.mp4,dogs\r\n"),
+    ("reordered.csv", "Label,Path,split\ncats,cats/good_0.mp4,train\ncats,cats/good_1.mp4,train\n"
+                      "dogs,dogs/good_2.mp4,val\n"),
+    ("tabs.tsv", "cats/good_0.mp4\tcats\ncats/good_1.mp4\tcats\ndogs/good_2.mp4\tdogs\n"),
+    ("tabs.csv", "path\tlabel\ncats/good_0.mp4\tcats\ncats/good_1.mp4\tcats\ndogs/good_2.mp4\tdogs\n"),
+    ("bom.jsonl", "\ufeff" + "".join(json.dumps(dict(path=p, label=p.split("/")[0])) + "\n" for p in GOOD[:3])),
+])
+def test_manifests_with_a_byte_order_mark_named_columns_or_tabs(good_folder, name, text):
+  items, labels, skipped = shard_builder.list_inputs(_manifest(good_folder, name, text))
+  assert {item["path"]: item["label_name"] for item in items} == {
+      "cats/good_0.mp4": "cats", "cats/good_1.mp4": "cats", "dogs/good_2.mp4": "dogs"}
+  assert labels == ["cats", "dogs"] and skipped == {}
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("header.csv", "video,label\ncats/good_0.mp4,cats\n", r"header.csv, line 1: .* header naming a 'path' column"),
+    ("semicolons.csv", "cats/good_0.mp4;cats\n", r"semicolons.csv, line 1: .*neither a video path"),
+    ("broken.jsonl", '{"path": "cats/good_0.mp4"}\n{"path": "cats/good_1.mp4",\n',
+     r"broken.jsonl, line 2: not JSON"),
+    ("no_path.jsonl", '{"path": "cats/good_0.mp4"}\n\n{"file": "cats/good_1.mp4"}\n',
+     r"no_path.jsonl, line 3: expected an object with a 'path' string"),
+    ("empty.csv", "cats/good_0.mp4,cats\n,dogs\n", r"empty.csv, line 2: empty path"),
+    ("unlabeled.csv", "cats/good_0.mp4,cats\ncats/good_1.mp4\ndogs/good_2.mp4,\ndogs/good_3.mp4,dogs\n",
+     r"unlabeled.csv: 2 of 4 rows have no label \(lines 2, 3\)"),
+    ("twice.csv", "cats/good_0.mp4,cats\ndogs/good_2.mp4,dogs\ncats/./good_0.mp4,cats\n",
+     r"twice.csv: lines 1 \('cats/good_0.mp4'\) and 3 \('cats/./good_0.mp4'\) name the same file"),
+    ("columns.csv", "cats/good_0.mp4,cats,train\n", r"columns.csv, line 1: 3 columns; without a header row"),
+    ("elsewhere.csv", "videos/cats/good_0.mp4,cats\n", r"None of the 1 files .*elsewhere.csv lists exists"),
+])
+def test_manifest_mistakes_are_errors_naming_the_line(good_folder, name, text, message):
+  with pytest.raises(ValueError, match=message):
+    shard_builder.list_inputs(_manifest(good_folder, name, text))
+
+
+def test_the_same_file_by_absolute_and_relative_path_is_an_error(good_folder):
+  path = _manifest(good_folder, "mixed.csv", f"cats/good_0.mp4\n{os.path.join(good_folder, 'cats', 'good_0.mp4')}\n")
+  with pytest.raises(ValueError, match=r"lines 1 .* and 2 .* name the same file"):
+    shard_builder.list_inputs(path)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Reruns: inputs are compared by content, failures retried when a limit got looser.
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _same_size(data, other):
+  """`data` padded with a trailing MP4 'free' box (which demuxers skip) to the size of `other`."""
+  missing = len(other) - len(data)
+  assert missing >= 8
+  return data + missing.to_bytes(4, "big") + b"free" + bytes(missing - 8)
+
+
+def test_an_input_replaced_by_one_of_the_same_size_and_mtime_is_read_again(tmp_path):
+  videos = tmp_path / "videos" / "cats"
+  small, large = sorted([encoding.encode_mp4(testing.moving_square_frames(10, 32, 48, seed), 10, gop_size=4)
+                         for seed in (1, 5)], key=len)
+  os.makedirs(videos)
+  (videos / "a.mp4").write_bytes(large)
+  testing.write_good_video(str(videos / "b.mp4"), num_frames=10, seed=2)
+  args = dict(num_workers=0, videos_per_shard=1, progress=False)
+  shard_builder.build_shards(str(tmp_path / "videos"), str(tmp_path / "out"), "s", **args)
+  before = _shard_bytes(tmp_path / "out")
+  stamp = os.stat(videos / "a.mp4").st_mtime_ns
+  (videos / "a.mp4").write_bytes(_same_size(small, large))
+  os.utime(videos / "a.mp4", ns=(stamp, stamp))
+  shard_b = os.stat(tmp_path / "out" / "s-00001-of-00002.array_record").st_mtime_ns
+  again = shard_builder.build_shards(str(tmp_path / "videos"), str(tmp_path / "out"), "s", **args)
+  fresh = shard_builder.build_shards(str(tmp_path / "videos"), str(tmp_path / "fresh"), "s", **args)
+  assert _shard_bytes(tmp_path / "out") == _shard_bytes(tmp_path / "fresh")
+  assert _shard_bytes(tmp_path / "out")["s-00000-of-00002.array_record"] != before["s-00000-of-00002.array_record"]
+  assert os.stat(tmp_path / "out" / "s-00001-of-00002.array_record").st_mtime_ns == shard_b  # Not rebuilt.
+  assert again["shards"] == fresh["shards"] and again["failures"] == fresh["failures"] == []
+
+
+def test_a_rerun_with_looser_or_tighter_limits_equals_a_fresh_build(tmp_path):
+  """Limits (min_frames, max_jpeg_frames, timeout_s) only decide which inputs become records: a rerun rebuilds
+  the shards whose failures a looser limit could turn into records, or whose records a tighter one turns away."""
+  videos = tmp_path / "videos" / "cats"
+  os.makedirs(videos)
+  (videos / "one.mp4").write_bytes(encoding.encode_mp4(testing.moving_square_frames(1, 32, 48), 10))
+  testing.write_good_video(str(videos / "ten.mp4"), num_frames=10)
+  out = str(tmp_path / "out")
+
+  def build(folder, **limits):
+    return shard_builder.build_shards(str(tmp_path / "videos"), folder, "s", num_workers=0, videos_per_shard=1,
+                                      video_format="jpeg", progress=False, **limits)
+
+  first = build(out, min_frames=2, max_jpeg_frames=5)
+  assert [f["reason"].split(":")[0] for f in first["failures"]] == ["too short", "too long for jpeg"]
+  for step, limits in enumerate([dict(min_frames=1, max_jpeg_frames=5), dict(min_frames=1, max_jpeg_frames=0),
+                                 dict(min_frames=11, max_jpeg_frames=0), dict(min_frames=2, max_jpeg_frames=8)]):
+    again = build(out, **limits)
+    fresh = build(str(tmp_path / f"fresh{step}"), **limits)
+    assert _shard_bytes(out) == _shard_bytes(tmp_path / f"fresh{step}"), limits
+    assert {k: v for k, v in again.items() if k != "sources"} == {k: v for k, v in fresh.items() if k != "sources"}
+    assert again["sources"][0]["num_records"] == fresh["sources"][0]["num_records"]
+  assert [f["reason"].split(":")[0] for f in again["failures"]] == ["too short", "too long for jpeg"]
+
+
+def test_a_timeout_is_retried_with_a_larger_timeout(tmp_path, monkeypatch):
+  testing.write_good_video(str(tmp_path / "videos" / "a.mp4"))
+  monkeypatch.setenv(shard_builder.ENV_TEST_SLOW, "2")
+  args = dict(num_workers=1, progress=False)
+  first = shard_builder.build_shards(str(tmp_path / "videos"), str(tmp_path / "out"), "s", timeout_s=0.5, **args)
+  assert first["failures"][0]["reason"].startswith("timeout")
+  again = shard_builder.build_shards(str(tmp_path / "videos"), str(tmp_path / "out"), "s", timeout_s=60, **args)
+  assert again["num_records"] == 1 and again["failures"] == []
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Folder listing: GIF and transport streams, linked class folders, and what was left out.
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_folders_list_gif_and_transport_streams_follow_links_and_count_what_they_skip(tmp_path):
+  frames = testing.moving_square_frames(8, 32, 48)
+  videos, elsewhere = tmp_path / "videos", tmp_path / "elsewhere"
+  testing.write_video(str(videos / "cats" / "clip.gif"), frames, codec="gif", pix_fmt="rgb8")
+  testing.write_video(str(videos / "cats" / "clip.mts"), frames, container_format="mpegts",
+                      options={"mpegts_m2ts_mode": "1"})
+  testing.write_video(str(videos / "cats" / "clip.m2ts"), frames)
+  testing.write_good_video(str(elsewhere / "dogs" / "good.mp4"))
+  os.symlink(elsewhere / "dogs", videos / "dogs")  # A class folder that is a link.
+  os.symlink(videos, videos / "cats" / "loop")  # A link loop.
+  os.symlink(tmp_path / "missing.mp4", videos / "cats" / "broken.mp4")
+  os.mkfifo(videos / "cats" / "pipe.mp4")
+  (videos / "cats" / "notes.txt").write_text("not a video")
+  description = shard_builder.build_shards(str(videos), str(tmp_path / "out"), "s", num_workers=0, progress=False)
+  records = {r["path"]: r for r in shards.read_all_records(str(tmp_path / "out"))}
+  assert sorted(records) == ["cats/clip.gif", "cats/clip.m2ts", "cats/clip.mts", "dogs/good.mp4"]
+  assert description["labels"] == ["cats", "dogs"] and description["failures"] == []
+  assert all(r["num_frames"] == 8 for p, r in records.items() if p.startswith("cats"))
+  assert description["skipped"] == {
+      "broken symbolic link": dict(count=1, examples=["cats/broken.mp4"]),
+      "folder reached twice (symbolic link loop or second link)": dict(count=1, examples=["cats/loop"]),
+      "not a regular file (FIFO, socket or device)": dict(count=1, examples=["cats/pipe.mp4"]),
+      "not a video file name (extension)": dict(count=1, examples=["cats/notes.txt"])}
+
+
+def test_a_fifo_in_a_manifest_is_not_an_empty_file(tmp_path):
+  testing.write_good_video(str(tmp_path / "good.mp4"))
+  os.mkfifo(tmp_path / "pipe.mp4")
+  manifest = _manifest(str(tmp_path), "list.csv", "good.mp4\npipe.mp4\n")
+  description = shard_builder.build_shards(manifest, str(tmp_path / "out"), "s", num_workers=1, timeout_s=30,
+                                           progress=False)
+  assert description["failures"] == [dict(path="pipe.mp4", reason="not a regular file (a FIFO, socket or device)")]

@@ -36,8 +36,9 @@ from videomae_jax.data import transforms
 
 BACKENDS = ("auto", "decord", "pyav")
 # File name endings taken for videos when a folder is listed (data_prep.build_shards, feature extraction).
+# .mts / .m2ts: camcorder and Blu-ray MPEG transport streams (192-byte packets), which FFmpeg's mpegts demuxer reads.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ogv",
-                    ".wmv", ".ts")
+                    ".wmv", ".ts", ".mts", ".m2ts", ".gif")
 _ENV_BACKEND = "VIDEOMAE_VIDEO_BACKEND"
 
 
