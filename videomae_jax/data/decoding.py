@@ -101,7 +101,8 @@ def read_video(source: str | bytes, short_side: int | None = 320, backend: str =
   `source` is a file path (any container FFmpeg knows) or the bytes of one (a shard record's 'video').
   The frames are
     * upright: the stream's rotation (display matrix, e.g. phone videos) is applied, so a 320x240 stream
-      rotated by 90 degrees gives 240x320 frames (quarter turns; other angles are rounded to one);
+      rotated by 90 degrees gives 240x320 frames (quarter turns; other angles are rounded to one; mirroring
+      in the matrix is not applied, by either decoder);
     * shrunk so that the short side is at most `short_side` (never enlarged; even sizes, see output_size);
       `short_side=None` keeps the decoded size exactly;
     * at the constant rate info['fps'] (the stream's average rate): frame n shows the source frame shown at
@@ -122,15 +123,16 @@ def read_video(source: str | bytes, short_side: int | None = 320, backend: str =
   except DecodeError:
     if backend != "decord":
       raise
-    # decord 0.6 rejects some streams PyAV reads fine (e.g. frame widths below 64: a padded-buffer size
-    # check, raised on the first batch), so a decord failure before any frame is only final if PyAV fails too.
+    # decord 0.6 fails on some streams PyAV reads fine (GIF, MPEG-TS, or 48-pixel-wide frames, whose padded rows
+    # it returns as 4 channels: checked on the first frame), so a decord failure before the first frame is only
+    # final if PyAV fails too.
     backend = "pyav"
     timed = _timed_frames(source, short_side, backend)
     first = next(timed, None)
   height, width = first[1].shape[:2] if first is not None else (0, 0)
   info = VideoInfo(fps=float(rate), fps_fraction=f"{rate.numerator}/{rate.denominator}", height=height,
                    width=width, backend=backend)
-  frames = _checked_length(itertools.chain([first] if first else [], timed), declared_frames)
+  frames = _checked_length(itertools.chain([] if first is None else [first], timed), declared_frames)
   return info, _constant_rate(frames, rate, max_frames)
 
 
@@ -235,7 +237,7 @@ def _decord_frames(path: str, short_side: int | None) -> Iterator[tuple[Any, np.
       frame = reader.next().asnumpy()
       if count == 0:
         if frame.ndim != 3 or frame.shape[2] != 3:
-          raise DecodeError(f"decord gave frames of shape {frame.shape}")  # e.g. raw RGB in AVI: 4 channels.
+          raise DecodeError(f"decord gave frames of shape {frame.shape}")
         height, width = _size(*frame.shape[:2], short_side)
       count += 1
       # Native size, then shrunk here: decord's own resizing fails on some frame sizes (buffer size checks
