@@ -94,11 +94,12 @@ def test_variable_frame_rate_is_placed_on_a_constant_rate_by_timestamp(tmp_path)
   """Frame n shows the source frame on screen at n / fps (FFmpeg's fps filter, round=near): gaps repeat a frame,
   bursts keep the last one, so a frame stride is the same time everywhere in the video."""
   times = [0, 0.1, 0.2, 0.5, 0.6, 0.65, 0.7, 1.0, 1.1, 1.2]
-  source = np.stack([np.full((32, 48, 3), 20 * k, np.uint8) for k in range(len(times))])
+  source = np.stack([np.full((64, 96, 3), 20 * k, np.uint8) for k in range(len(times))])
   path = str(tmp_path / "vfr.mp4")
   testing.write_video(path, source, times=times)
   for backend in decoding.iter_clip_backends():
     frames, info = decoding.read_video_frames(path, short_side=0, backend=backend)
+    assert info["backend"] == backend
     assert info["fps"] == pytest.approx(10 / 1.3)  # The average rate: 10 frames in 1.3 s.
     # Slots round(t * fps): 0, 1, 2, 4, 5, 5, 5, 8, 8, 9.
     assert [round(f.mean() / 20) for f in frames] == [0, 1, 2, 2, 3, 6, 6, 6, 8, 9], backend

@@ -117,18 +117,8 @@ def read_video(source: str | bytes, short_side: int | None = 320, backend: str =
     _check_file(source)
   rate, declared_frames = _probe(source)
   backend = "pyav" if isinstance(source, bytes) else resolve_backend(backend)
-  timed = _timed_frames(source, short_side, backend)
-  try:
-    first = next(timed, None)
-  except DecodeError:
-    if backend != "decord":
-      raise
-    # decord 0.6 fails on some streams PyAV reads fine (GIF, MPEG-TS, or 48-pixel-wide frames, whose padded rows
-    # it returns as 4 channels: checked on the first frame), so a decord failure before the first frame is only
-    # final if PyAV fails too.
-    backend = "pyav"
-    timed = _timed_frames(source, short_side, backend)
-    first = next(timed, None)
+  timed = _decord_frames(source, short_side) if backend == "decord" else _pyav_frames(source, short_side)
+  first = next(timed, None)
   height, width = first[1].shape[:2] if first is not None else (0, 0)
   info = VideoInfo(fps=float(rate), fps_fraction=f"{rate.numerator}/{rate.denominator}", height=height,
                    width=width, backend=backend)
@@ -186,10 +176,6 @@ def _probe(source: str | bytes) -> tuple[fractions.Fraction, int]:
     return fractions.Fraction(rate).limit_denominator(1001), int(stream.frames or 0)
 
 
-def _timed_frames(source: str | bytes, short_side: int | None, backend: str):
-  return _decord_frames(source, short_side) if backend == "decord" else _pyav_frames(source, short_side)
-
-
 def _size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
   return (height, width) if short_side is None else output_size(height, width, short_side)
 
@@ -237,6 +223,7 @@ def _decord_frames(path: str, short_side: int | None) -> Iterator[tuple[Any, np.
       frame = reader.next().asnumpy()
       if count == 0:
         if frame.ndim != 3 or frame.shape[2] != 3:
+          # 48-pixel-wide frames come as [H, 48, 4]: their rows padded to 64 pixels, read as 4 channels.
           raise DecodeError(f"decord gave frames of shape {frame.shape}")
         height, width = _size(*frame.shape[:2], short_side)
       count += 1

@@ -167,20 +167,33 @@ def video_file_record(path: str, *, source_name: str, label: int = -1, label_nam
   """
   if video_format not in ("mp4", "jpeg"):
     raise ValueError(f"--format must be 'mp4' or 'jpeg', got {video_format!r}")
-  info, frames = decoding.read_video(path, short_side, backend, max_frames)
-  # The first min_frames frames decide 'too short' before anything is encoded.
-  head = list(itertools.islice(frames, max(min_frames, 1)))
-  if len(head) < max(min_frames, 1):
-    raise decoding.DecodeError(f"too short: {len(head)} frame(s) < --min_frames={max(min_frames, 1)}")
-  counted = _CountedFrames(itertools.chain(head, frames), max_jpeg_frames if video_format == "jpeg" else 0)
-  record = dict(format=video_format, fps=info["fps"], height=info["height"], width=info["width"], label=label,
-                label_name=label_name, source=source_name, path=path if record_path is None else record_path)
-  if video_format == "mp4":
-    record["video"] = encoding.encode_mp4(counted, info["fps_fraction"], crf=crf, gop_size=gop_size, preset=preset)
-  else:
-    record["frames"] = encoding.encode_jpeg_frames(counted, jpeg_quality)
-  record["num_frames"] = counted.count
-  return record
+
+  def make(backend: str) -> dict[str, Any]:
+    info, frames = decoding.read_video(path, short_side, backend, max_frames)
+    # The first min_frames frames decide 'too short' before anything is encoded.
+    head = list(itertools.islice(frames, max(min_frames, 1)))
+    if len(head) < max(min_frames, 1):
+      raise decoding.DecodeError(f"too short: {len(head)} frame(s) < --min_frames={max(min_frames, 1)}")
+    counted = _CountedFrames(itertools.chain(head, frames), max_jpeg_frames if video_format == "jpeg" else 0)
+    record = dict(format=video_format, fps=info["fps"], height=info["height"], width=info["width"], label=label,
+                  label_name=label_name, source=source_name, path=path if record_path is None else record_path)
+    if video_format == "mp4":
+      record["video"] = encoding.encode_mp4(counted, info["fps_fraction"], crf=crf, gop_size=gop_size,
+                                            preset=preset)
+    else:
+      record["frames"] = encoding.encode_jpeg_frames(counted, jpeg_quality)
+    record["num_frames"] = counted.count
+    return record
+
+  backend = decoding.resolve_backend(backend)
+  try:
+    return make(backend)
+  except decoding.DecodeError:
+    if backend != "decord":
+      raise
+    # decord 0.6 fails on streams PyAV reads (GIF, MPEG-TS, 48-pixel-wide frames, a damaged end it counted
+    # frames for), so a decord failure is final only if PyAV fails too; frames already encoded are redone.
+    return make("pyav")
 
 
 class _CountedFrames:
