@@ -357,6 +357,17 @@ def _read_sidecar(path: str) -> dict[str, Any] | None:
     return None
 
 
+def _finished_shards(output_dir: str, names: Sequence[str], fingerprints: Sequence[str], limits: dict[str, Any],
+                     video_format: str) -> dict[int, dict[str, Any]]:
+  """{shard index: sidecar} of the shards a rerun keeps."""
+  sidecars = {}
+  for i, name in enumerate(names):
+    sidecar = _read_sidecar(os.path.join(output_dir, name + ".json"))
+    if os.path.exists(os.path.join(output_dir, name)) and _reusable(sidecar, fingerprints[i], limits, video_format):
+      sidecars[i] = sidecar
+  return sidecars
+
+
 def _reusable(sidecar: dict[str, Any] | None, fingerprint: str, limits: dict[str, Any], video_format: str) -> bool:
   """Whether a finished shard is what this build would write: the same options and inputs (fingerprint), no
   failure that a looser limit now could turn into a record (a timeout with a larger timeout_s, 'too short'
@@ -412,11 +423,7 @@ def build_shards(input_path: str, output_dir: str, source_name: str, *, num_work
   shard_items = [items[i * videos_per_shard:(i + 1) * videos_per_shard] for i in range(num_shards)]
   names = [shards_lib.shard_file_name(source_name, i, num_shards) for i in range(num_shards)]
   fingerprints = [_shard_fingerprint(options, shard) for shard in shard_items]
-  sidecars: dict[int, dict[str, Any]] = {}
-  for i, name in enumerate(names):
-    sidecar = _read_sidecar(os.path.join(output_dir, name + ".json"))
-    if os.path.exists(os.path.join(output_dir, name)) and _reusable(sidecar, fingerprints[i], limits, video_format):
-      sidecars[i] = sidecar
+  sidecars = _finished_shards(output_dir, names, fingerprints, limits, video_format)
   todo = [i for i in range(num_shards) if i not in sidecars]
   logging.info("%d videos -> %d shards in %s (%d already built).", len(items), num_shards, output_dir,
                num_shards - len(todo))

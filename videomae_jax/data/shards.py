@@ -191,8 +191,8 @@ def video_file_record(path: str, *, source_name: str, label: int = -1, label_nam
   except decoding.DecodeError:
     if backend != "decord":
       raise
-    # decord 0.6 fails on streams PyAV reads (GIF, MPEG-TS, 48-pixel-wide frames, a damaged end it counted
-    # frames for), so a decord failure is final only if PyAV fails too; frames already encoded are redone.
+    # decord 0.6 fails on streams PyAV reads (GIF, MPEG-TS, 48-pixel-wide frames), so a decord failure is final
+    # only if PyAV fails too; what was encoded is redone.
     return make("pyav")
 
 
