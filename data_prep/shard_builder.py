@@ -125,7 +125,11 @@ def _list_folder(folder: str, skipped: dict[str, Any]) -> list[dict[str, Any]]:
   """Every video file below `folder`, following symbolic links to folders (class folders are often links);
   a folder reached twice (a link loop, or two links to one folder) is listed once."""
   items, seen = [], set()
-  for root, dirs, files in os.walk(folder, followlinks=True):
+
+  def unreadable(error: OSError) -> None:
+    _skip(skipped, "unreadable folder", _relative(error.filename, folder))
+
+  for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
     dirs.sort()
     status = os.stat(root)
     if (status.st_dev, status.st_ino) in seen:
@@ -146,13 +150,11 @@ def _list_folder(folder: str, skipped: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _not_listed_because(path: str) -> str:
+  if not os.path.exists(path):  # Follows links: a broken one, maybe to a whole class folder.
+    return "broken symbolic link"
   if not path.lower().endswith(VIDEO_EXTENSIONS):
     return "not a video file name (extension)"
-  try:
-    status = os.stat(path)
-  except OSError:
-    return "broken symbolic link"
-  return "" if stat.S_ISREG(status.st_mode) else "not a regular file (FIFO, socket or device)"
+  return "" if os.path.isfile(path) else "not a regular file (FIFO, socket or device)"
 
 
 def _relative(path: str, folder: str) -> str:

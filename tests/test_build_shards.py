@@ -462,6 +462,7 @@ def test_folders_list_gif_and_transport_streams_follow_links_and_count_what_they
   os.symlink(elsewhere / "dogs", videos / "dogs")  # A class folder that is a link.
   os.symlink(videos, videos / "cats" / "loop")  # A link loop.
   os.symlink(tmp_path / "missing.mp4", videos / "cats" / "broken.mp4")
+  os.symlink(tmp_path / "gone", videos / "birds")  # A class folder whose target is gone.
   os.mkfifo(videos / "cats" / "pipe.mp4")
   (videos / "cats" / "notes.txt").write_text("not a video")
   description = shard_builder.build_shards(str(videos), str(tmp_path / "out"), "s", num_workers=0, progress=False)
@@ -470,7 +471,7 @@ def test_folders_list_gif_and_transport_streams_follow_links_and_count_what_they
   assert description["labels"] == ["cats", "dogs"] and description["failures"] == []
   assert all(r["num_frames"] == 8 for p, r in records.items() if p.startswith("cats"))
   assert description["skipped"] == {
-      "broken symbolic link": dict(count=1, examples=["cats/broken.mp4"]),
+      "broken symbolic link": dict(count=2, examples=["birds", "cats/broken.mp4"]),
       "folder reached twice (symbolic link loop or second link)": dict(count=1, examples=["cats/loop"]),
       "not a regular file (FIFO, socket or device)": dict(count=1, examples=["cats/pipe.mp4"]),
       "not a video file name (extension)": dict(count=1, examples=["cats/notes.txt"])}
