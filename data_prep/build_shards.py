@@ -80,8 +80,10 @@ def main(argv: Sequence[str]) -> None:
       max_frames=FLAGS.max_frames, max_jpeg_frames=FLAGS.max_jpeg_frames, timeout_s=FLAGS.timeout_s,
       videos_per_shard=FLAGS.videos_per_shard, crf=FLAGS.crf, gop_size=FLAGS.gop_size, preset=FLAGS.preset, jpeg_quality=FLAGS.jpeg_quality,
       label_names=label_names, backend=FLAGS.backend)
+  not_listed = sum(entry["count"] for entry in description["skipped"].values())
   print(f"{description['num_records']} records in {len(description['shards'])} shards, "
-        f"{description['num_failures']} skipped: {os.path.join(FLAGS.output_dir, shards_lib.DESCRIPTION_FILE)}")
+        f"{description['num_failures']} skipped, {not_listed} files not listed: "
+        f"{os.path.join(FLAGS.output_dir, shards_lib.DESCRIPTION_FILE)}")
   for failure in description["failures"]:
     print(f"  skipped {failure['path']}: {failure['reason']}")
   for reason, entry in description["skipped"].items():
