@@ -4,26 +4,30 @@ r"""Builds video shards (ArrayRecord) for the input pipeline from a folder of vi
       [--num_workers=8] [--short_side=320] [--format=mp4|jpeg] [--min_frames=2] [--timeout_s=120]
 
 Input:
-  * a folder: every video file below it (by extension, see shard_builder.VIDEO_EXTENSIONS); the first
-    sub-folder level names the class (sorted names -> label 0..C-1); files directly in the folder are unlabeled
-    (-1).
-  * a manifest: `.csv` (columns path[,label]; an optional header row `path,label`) or `.jsonl`
-    ({"path": ..., "label": ...} per line). Relative paths are relative to the manifest's folder. Labels are
-    class names (sorted unique -> 0..C-1) or integers (used as they are).
+  * a folder: every video file below it (by extension, see shard_builder.VIDEO_EXTENSIONS; class folders may be
+    symbolic links); the first sub-folder level names the class (sorted names -> label 0..C-1); files directly
+    in the folder are unlabeled (-1). Files the listing leaves out are counted by reason in dataset.json.
+  * a manifest: `.csv` / `.tsv` (columns path[,label], or any columns named by a header row with `path` and
+    `label`) or `.jsonl` ({"path": ..., "label": ...} per line). Relative paths are relative to the manifest's
+    folder. Labels are class names (sorted unique -> 0..C-1) or integers (used as they are). Mistakes stop the
+    build with an error naming the line.
   * `--label_names=FILE` (one name per line, e.g. videomae_jax/data/label_maps/label_map_k400.txt) fixes the
     class order instead; a label that is not in it stops the build before any decoding.
 
-Each video is decoded (videomae_jax.data.decoding: decord, or PyAV where decord is missing), its short side
-shrunk to --short_side, and re-encoded: H.264 MP4 (--format=mp4, default) or one JPEG per frame
-(--format=jpeg). The record format and folder layout are in videomae_jax/data/shards.py and docs/data.md.
+Each video is decoded (videomae_jax.data.decoding: decord, or PyAV where decord is missing) frame by frame,
+turned upright (rotation metadata), put at a constant frame rate by timestamp, its short side shrunk to
+--short_side, and re-encoded: H.264 MP4 (--format=mp4, default) or one JPEG per frame (--format=jpeg; videos
+longer than --max_jpeg_frames fail). The record format and folder layout are in videomae_jax/data/shards.py
+and docs/data.md.
 
-Robustness: a file that is empty, not a video, truncated, corrupt or shorter than --min_frames frames is
-skipped and listed in dataset.json's 'failures' with the reason; a decoder that hangs past --timeout_s is
-killed (its worker replaced) and the file listed as a timeout; a crashing decoder likewise. The exit code is 0
-whatever the individual files do. Inputs are assigned to shards by sorted path; each shard is written whole
-(temporary name, fsync, rename) with a sidecar JSON, so an interrupted build rerun with the same arguments
-skips the finished shards and yields the same bytes as an uninterrupted one. Same inputs, same options, same
-library versions -> byte-identical shards.
+Robustness: a file that is missing, not a regular file, empty, not a video, truncated, corrupt or shorter than
+--min_frames frames is skipped and listed in dataset.json's 'failures' with the reason; a decoder that hangs
+past --timeout_s is killed (its worker replaced) and the file listed as a timeout; a crashing decoder likewise.
+The exit code is 0 whatever the individual files do. Each shard is written whole (temporary name, fsync,
+rename) with a sidecar JSON: a rerun keeps the shards whose options and input files (size, mtime, a hash of
+their head and tail) are unchanged, retries the failures a looser limit could change (a larger --timeout_s, a
+smaller --min_frames, a larger --max_jpeg_frames), and yields the same bytes as a fresh build. Same inputs,
+same options, same library versions -> byte-identical shards.
 
 This program only reads the flags: the build is data_prep.shard_builder.build_shards.
 """
@@ -51,6 +55,8 @@ if __name__ == "__main__":
   flags.DEFINE_enum("format", "mp4", ["mp4", "jpeg"], "Stored video format.")
   flags.DEFINE_integer("min_frames", 2, "Videos with fewer decodable frames are skipped.")
   flags.DEFINE_integer("max_frames", 0, "Keep at most this many frames of each video (0: all).")
+  flags.DEFINE_integer("max_jpeg_frames", shards_lib.DEFAULT_MAX_JPEG_FRAMES, "--format=jpeg: longer videos fail "
+                       "as 'too long for jpeg' (a record holds all its JPEGs in memory; 0: no limit).")
   flags.DEFINE_float("timeout_s", 300.0, "Per-file time limit for decoding and encoding.")
   flags.DEFINE_integer("videos_per_shard", 128, "Input videos per shard (failed ones leave gaps).")
   flags.DEFINE_integer("crf", encoding.DEFAULT_CRF, "x264 constant rate factor (mp4).")
@@ -71,13 +77,17 @@ def main(argv: Sequence[str]) -> None:
   description = shard_builder.build_shards(
       FLAGS.input, FLAGS.output_dir, FLAGS.source_name, num_workers=FLAGS.num_workers,
       short_side=FLAGS.short_side, video_format=FLAGS.format, min_frames=FLAGS.min_frames,
-      max_frames=FLAGS.max_frames, timeout_s=FLAGS.timeout_s, videos_per_shard=FLAGS.videos_per_shard,
-      crf=FLAGS.crf, gop_size=FLAGS.gop_size, preset=FLAGS.preset, jpeg_quality=FLAGS.jpeg_quality,
+      max_frames=FLAGS.max_frames, max_jpeg_frames=FLAGS.max_jpeg_frames, timeout_s=FLAGS.timeout_s,
+      videos_per_shard=FLAGS.videos_per_shard, crf=FLAGS.crf, gop_size=FLAGS.gop_size, preset=FLAGS.preset, jpeg_quality=FLAGS.jpeg_quality,
       label_names=label_names, backend=FLAGS.backend)
+  not_listed = sum(entry["count"] for entry in description["skipped"].values())
   print(f"{description['num_records']} records in {len(description['shards'])} shards, "
-        f"{description['num_failures']} skipped: {os.path.join(FLAGS.output_dir, shards_lib.DESCRIPTION_FILE)}")
+        f"{description['num_failures']} skipped, {not_listed} files not listed: "
+        f"{os.path.join(FLAGS.output_dir, shards_lib.DESCRIPTION_FILE)}")
   for failure in description["failures"]:
     print(f"  skipped {failure['path']}: {failure['reason']}")
+  for reason, entry in description["skipped"].items():
+    print(f"  not listed: {entry['count']} file(s), {reason}, e.g. {', '.join(entry['examples'])}")
 
 
 if __name__ == "__main__":

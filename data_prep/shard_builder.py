@@ -4,37 +4,51 @@
   description = shard_builder.build_shards("/data/k400/train", "/shards/k400", "k400", num_workers=8)
 
 Input:
-  * a folder: every video file below it (by extension, see VIDEO_EXTENSIONS); the first sub-folder level names
-    the class (sorted names -> label 0..C-1); files directly in the folder are unlabeled (-1).
-  * a manifest: `.csv` (columns path[,label]; an optional header row `path,label`) or `.jsonl`
-    ({"path": ..., "label": ...} per line). Relative paths are relative to the manifest's folder. Labels are
-    class names (sorted unique -> 0..C-1) or integers (used as they are).
+  * a folder: every video file below it (by extension, see VIDEO_EXTENSIONS), following symbolic links to
+    folders (a folder reached twice is listed once); the first sub-folder level names the class (sorted names
+    -> label 0..C-1); files directly in the folder are unlabeled (-1). What the listing leaves out (other
+    extensions, broken links, FIFOs and other non-regular files) is counted in dataset.json's 'skipped'.
+  * a manifest: `.csv` (columns path[,label]; a first row naming a `path` column is a header, and then columns
+    are found by name), `.tsv` (the same with tabs; a .csv whose first line has tabs and no comma is read so
+    too) or `.jsonl` ({"path": ..., "label": ...} per line). A byte order mark (Excel's "CSV UTF-8") is
+    ignored. Relative paths are relative to the manifest's folder. Labels are class names (sorted unique ->
+    0..C-1) or integers (used as they are); every row has one or none does. Anything ambiguous (a header
+    without a `path` column, extra columns without a header, broken JSON, an empty path, the same file listed
+    twice under any spelling, rows without labels in a labelled list, no listed file existing) is a ValueError
+    naming the line.
   * `label_names` (e.g. the lines of videomae_jax/data/label_maps/label_map_k400.txt) fixes the class order
     instead; a label that is not in it stops the build before any decoding.
 
-Each video is decoded (videomae_jax.data.decoding: decord, or PyAV where decord is missing), its short side
-shrunk to `short_side`, and re-encoded: H.264 MP4 (video_format='mp4', default) or one JPEG per frame
-('jpeg'). `videomae_jax.data.shards.video_file_record` is that one step for one file and the only place records
-are made, so this build, the demo set and the pictures write the same records. The record format and folder
+Each video is decoded (videomae_jax.data.decoding: decord, or PyAV where decord is missing) one frame at a time,
+turned upright, put at a constant frame rate, its short side shrunk to `short_side`, and re-encoded as it
+comes: H.264 MP4 (video_format='mp4', default) or one JPEG per frame ('jpeg', at most `max_jpeg_frames`).
+`videomae_jax.data.shards.video_file_record` is that one step for one file and the only place records are
+made, so this build, the demo set and the pictures write the same records. The record format and folder
 layout are in videomae_jax/data/shards.py and docs/data.md.
 
-Robustness: a file that is empty, not a video, truncated, corrupt or shorter than `min_frames` frames is
-skipped and listed in dataset.json's 'failures' with the reason; a decoder that hangs past `timeout_s` is
-killed (its worker replaced, data_prep.worker_pool) and the file listed as a timeout; a crashing
-decoder likewise. Individual files never fail the build. Inputs are assigned to shards by sorted path; each
-shard is written whole (temporary name, fsync, rename) with a sidecar JSON, so an interrupted build rerun with
-the same arguments skips the finished shards and yields the same bytes as an uninterrupted one. Same inputs,
-same options, same library versions -> byte-identical shards.
+Robustness: a file that is missing, not a regular file, empty, not a video, truncated, corrupt, shorter than
+`min_frames` frames or too long for JPEG is skipped and listed in dataset.json's 'failures' with the reason; a
+decoder that hangs past `timeout_s` is killed (its worker replaced, data_prep.worker_pool) and the file listed
+as a timeout; a crashing decoder likewise. Individual files never fail the build. Inputs are assigned to
+shards by sorted path; each shard is written whole (temporary name, fsync, rename) with a sidecar JSON. A rerun
+keeps a finished shard when its options and inputs are the same (each input by size, mtime and a hash of its
+first and last 64 KiB) and the limits (min_frames, max_jpeg_frames, timeout_s) would not change which of its
+inputs are records: a larger timeout_s retries the timeouts, a smaller min_frames the 'too short' failures.
+So an interrupted build rerun with the same arguments finishes the job, and any rerun yields the same bytes as
+a fresh build with its arguments. Same inputs, same options, same library versions -> byte-identical shards.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import fnmatch
 import glob
 import hashlib
+import io
 import json
 import math
 import os
+import stat
 import sys
 import time
 from typing import Any, Sequence
@@ -67,37 +81,30 @@ def read_label_names(path: str) -> list[str]:
 
 
 def list_inputs(input_path: str, label_names: Sequence[str] | None = None
-                ) -> tuple[list[dict[str, Any]], list[str] | None]:
-  """Returns ([{'path': relative, 'file': absolute, 'label': int, 'label_name': str}] sorted by path, labels).
+                ) -> tuple[list[dict[str, Any]], list[str] | None, dict[str, Any]]:
+  """Returns (items, labels, skipped).
 
-  `labels` is the list of class names (index = label), or None when the manifest gives bare integer labels.
+  items: [{'path': relative, 'file': absolute, 'label': int, 'label_name': str}] sorted by path (manifest items
+  also have 'line'). labels: the class names (index = label), or None when the manifest gives bare integer
+  labels. skipped: what a folder listing left out, {reason: {'count', 'examples'}} (manifests: {}).
   """
+  skipped: dict[str, Any] = {}
   if os.path.isdir(input_path):
-    items = []
-    for root, dirs, files in os.walk(input_path):
-      dirs.sort()
-      for name in sorted(files):
-        if name.lower().endswith(VIDEO_EXTENSIONS):
-          full = os.path.join(root, name)
-          relative = os.path.relpath(full, input_path).replace(os.sep, "/")
-          class_name = relative.split("/")[0] if "/" in relative else ""
-          items.append(dict(path=relative, file=full, label_name=class_name))
+    items = _list_folder(input_path, skipped)
   elif os.path.isfile(input_path):
     items = _read_manifest(input_path)
   else:
     raise FileNotFoundError(f"--input {input_path!r} is neither a folder nor a manifest file.")
   if not items:
-    raise ValueError(f"No videos found in {input_path!r} (extensions: {' '.join(VIDEO_EXTENSIONS)}).")
+    raise ValueError(f"No videos found in {input_path!r} (extensions: {' '.join(VIDEO_EXTENSIONS)}; skipped: "
+                     f"{_skipped_summary(skipped) or 'nothing'}).")
   items.sort(key=lambda item: item["path"])
-  duplicates = [a["path"] for a, b in zip(items, items[1:]) if a["path"] == b["path"]]
-  if duplicates:
-    raise ValueError(f"{len(duplicates)} path(s) are listed twice in the input, e.g. {duplicates[0]!r}.")
 
   integer_labels = [item for item in items if isinstance(item.get("label_name"), int)]
   if integer_labels and len(integer_labels) == len(items) and not label_names:
     for item in items:
       item["label"], item["label_name"] = item["label_name"], ""
-    return items, None
+    return items, None, skipped
   if label_names:
     labels = list(label_names)
   else:
@@ -111,33 +118,164 @@ def list_inputs(input_path: str, label_names: Sequence[str] | None = None
   for item in items:
     name = "" if item["label_name"] == "" else str(item["label_name"])
     item["label_name"], item["label"] = name, index[name] if name else -1
-  return items, labels
+  return items, labels, skipped
+
+
+def _list_folder(folder: str, skipped: dict[str, Any]) -> list[dict[str, Any]]:
+  """Every video file below `folder`, following symbolic links to folders (class folders are often links);
+  a folder reached twice (a link loop, or two links to one folder) is listed once."""
+  items, seen = [], set()
+
+  def unreadable(error: OSError) -> None:
+    _skip(skipped, "unreadable folder", _relative(error.filename, folder))
+
+  for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
+    dirs.sort()
+    status = os.stat(root)
+    if (status.st_dev, status.st_ino) in seen:
+      dirs.clear()
+      _skip(skipped, "folder reached twice (symbolic link loop or second link)", _relative(root, folder))
+      continue
+    seen.add((status.st_dev, status.st_ino))
+    for name in sorted(files):
+      full = os.path.join(root, name)
+      relative = _relative(full, folder)
+      reason = _not_listed_because(full)
+      if reason:
+        _skip(skipped, reason, relative)
+        continue
+      class_name = relative.split("/")[0] if "/" in relative else ""
+      items.append(dict(path=relative, file=full, label_name=class_name))
+  return items
+
+
+def _not_listed_because(path: str) -> str:
+  if not os.path.exists(path):  # Follows links: a broken one, maybe to a whole class folder.
+    return "broken symbolic link"
+  if not path.lower().endswith(VIDEO_EXTENSIONS):
+    return "not a video file name (extension)"
+  return "" if os.path.isfile(path) else "not a regular file (FIFO, socket or device)"
+
+
+def _relative(path: str, folder: str) -> str:
+  return os.path.relpath(path, folder).replace(os.sep, "/")
+
+
+def _skip(skipped: dict[str, Any], reason: str, path: str, max_examples: int = 5) -> None:
+  entry = skipped.setdefault(reason, dict(count=0, examples=[]))
+  entry["count"] += 1
+  if len(entry["examples"]) < max_examples:
+    entry["examples"].append(path)
+
+
+def _skipped_summary(skipped: dict[str, Any]) -> str:
+  return ", ".join(f"{entry['count']} {reason}" for reason, entry in sorted(skipped.items()))
+
+
+# Manifest header names: the video column and the label column.
+_PATH_COLUMN, _LABEL_COLUMN = "path", "label"
 
 
 def _read_manifest(path: str) -> list[dict[str, Any]]:
+  """Items of a .csv / .tsv / .jsonl manifest, each with its line number; a ValueError names the line of
+  anything it cannot read without guessing."""
   base = os.path.dirname(os.path.abspath(path))
-  rows: list[tuple[str, Any]] = []
-  if path.endswith(".jsonl"):
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        if line.strip():
-          entry = json.loads(line)
-          rows.append((entry["path"], entry.get("label", "")))
-  else:
-    with open(path, encoding="utf-8", newline="") as f:
-      for i, row in enumerate(csv.reader(f)):
-        if not row or (i == 0 and row[0].strip().lower() == "path"):
-          continue
-        rows.append((row[0].strip(), row[1].strip() if len(row) > 1 else ""))
+  rows = _jsonl_rows(path) if path.lower().endswith(".jsonl") else _csv_rows(path, base)
   items = []
-  for relative, label in rows:
+  for line, relative, label in rows:
+    if not relative:
+      raise ValueError(f"{path}, line {line}: empty path.")
     if isinstance(label, str) and label.lstrip("-").isdigit():
       label = int(label)
-    if label is None:
-      label = ""
     items.append(dict(path=relative, file=relative if os.path.isabs(relative) else os.path.join(base, relative),
-                      label_name=label))
+                      label_name=label, line=line))
+  if items and not any(os.path.exists(item["file"]) for item in items):
+    raise ValueError(f"None of the {len(items)} files {path} lists exists (line {items[0]['line']}: "
+                     f"{items[0]['file']!r}): paths are relative to the manifest's folder, columns are separated "
+                     "by ',' (.csv) or tabs (.tsv).")
+  _check_distinct_files(items, path)
+  unlabeled = [item["line"] for item in items if item["label_name"] == ""]
+  if unlabeled and len(unlabeled) < len(items):
+    # A manifest is labelled or not: a row without a label in a labelled list is a mistake (a stray comma, a
+    # missing cell) far more often than a wish to mix in unlabeled videos (build those as a second source).
+    raise ValueError(f"{path}: {len(unlabeled)} of {len(items)} rows have no label (lines "
+                     f"{', '.join(map(str, unlabeled[:10]))}{', ...' if len(unlabeled) > 10 else ''}): label every "
+                     "row, or none.")
   return items
+
+
+def _check_distinct_files(items: Sequence[dict[str, Any]], path: str) -> None:
+  first_line: dict[str, dict[str, Any]] = {}
+  for item in items:
+    key = os.path.realpath(item["file"])
+    if key in first_line:
+      other = first_line[key]
+      raise ValueError(f"{path}: lines {other['line']} ({other['path']!r}) and {item['line']} ({item['path']!r}) "
+                       "name the same file: list each video once.")
+    first_line[key] = item
+
+
+def _jsonl_rows(path: str) -> list[tuple[int, str, Any]]:
+  rows = []
+  with open(path, encoding="utf-8-sig") as f:  # -sig: a byte order mark (Windows editors) is not JSON.
+    for line, text in enumerate(f, start=1):
+      if not text.strip():
+        continue
+      try:
+        entry = json.loads(text)
+      except ValueError as e:
+        raise ValueError(f"{path}, line {line}: not JSON ({e}).") from e
+      if not isinstance(entry, dict) or not isinstance(entry.get(_PATH_COLUMN), str):
+        raise ValueError(f"{path}, line {line}: expected an object with a {_PATH_COLUMN!r} string, got "
+                         f"{text.strip()[:100]}")
+      label = entry.get(_LABEL_COLUMN)
+      if label is not None and (isinstance(label, bool) or not isinstance(label, (str, int))):
+        raise ValueError(f"{path}, line {line}: the label must be a name or an integer, got {label!r}.")
+      rows.append((line, entry[_PATH_COLUMN].strip(), "" if label is None else label))
+  return rows
+
+
+def _csv_rows(path: str, base: str) -> list[tuple[int, str, str]]:
+  """Rows of a .csv (commas) or .tsv (tabs; also a .csv whose first line has tabs and no comma). Excel's "CSV
+  UTF-8" starts with a byte order mark, read away by utf-8-sig (else the header's first cell is not 'path').
+  A first row naming a 'path' column is a header (columns by name, others ignored); without one the columns
+  are path[,label]."""
+  with open(path, encoding="utf-8-sig", newline="") as f:
+    text = f.read()
+  first_line = next((line for line in text.splitlines() if line.strip()), "")
+  tabs = path.lower().endswith(".tsv") or ("\t" in first_line and "," not in first_line)
+  reader = csv.reader(io.StringIO(text), delimiter="\t" if tabs else ",")
+  rows, columns = [], None  # columns: (path, label or None) positions named by a header row.
+  for cells in reader:
+    cells = [cell.strip() for cell in cells]
+    if not any(cells):
+      continue
+    if not rows and columns is None and _is_header(cells, path, reader.line_num, base):
+      names = [cell.lower() for cell in cells]
+      columns = (names.index(_PATH_COLUMN), names.index(_LABEL_COLUMN) if _LABEL_COLUMN in names else None)
+      continue
+    if columns is None and len(cells) > 2:
+      raise ValueError(f"{path}, line {reader.line_num}: {len(cells)} columns; without a header row the columns "
+                       f"are path[,label]. Add a header naming the {_PATH_COLUMN!r} and {_LABEL_COLUMN!r} columns.")
+    path_column, label_column = columns or (0, 1)
+    if len(cells) <= path_column:
+      raise ValueError(f"{path}, line {reader.line_num}: no {_PATH_COLUMN!r} cell.")
+    label = cells[label_column] if label_column is not None and label_column < len(cells) else ""
+    rows.append((reader.line_num, cells[path_column], label))
+  return rows
+
+
+def _is_header(cells: list[str], path: str, line: int, base: str) -> bool:
+  """Whether the first row is a header: it names a 'path' column. A first cell that is neither an existing file
+  nor a video file name is ambiguous (a header with other names, or another delimiter): an error."""
+  if _PATH_COLUMN in (cell.lower() for cell in cells):
+    return True
+  first = cells[0]
+  if first.lower().endswith(VIDEO_EXTENSIONS) or os.path.exists(os.path.join(base, first)):
+    return False
+  raise ValueError(f"{path}, line {line}: {','.join(cells)[:100]!r} is neither a video path nor a header naming a "
+                   f"{_PATH_COLUMN!r} column: name the columns {_PATH_COLUMN}[,{_LABEL_COLUMN}], or separate them by "
+                   "',' (.csv) or tabs (.tsv).")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -160,14 +298,15 @@ def _test_hooks(name: str) -> None:
 def process_video(task: dict[str, Any]) -> bytes:
   """The worker task of build_shards: `video_file_record` of one input, serialized.
 
-  `task` is {'file', 'path', 'label', 'label_name', 'options'}, options as build_shards fingerprints them (its
-  'backend' already resolved, so every worker decodes with the same one). Raises as video_file_record does.
+  `task` is {'file', 'path', 'label', 'label_name', 'options'}: the options build_shards fingerprints (its
+  'backend' already resolved, so every worker decodes with the same one) and the limits min_frames and
+  max_jpeg_frames. Raises as video_file_record does.
   """
   _test_hooks(os.path.basename(task["file"]))
   options = dict(task["options"])
   options["video_format"] = options.pop("format")
   record = shards_lib.video_file_record(task["file"], label=task["label"], label_name=task["label_name"],
-                             record_path=task["path"], **options)
+                                       record_path=task["path"], **options)
   return shards_lib.serialize_record(record)
 
 
@@ -182,17 +321,34 @@ def _failure_reason(error: str) -> str:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _fingerprint(options: dict[str, Any], items: Sequence[dict[str, Any]]) -> str:
-  described = [(item["path"], item["label"], item["label_name"], _size(item["file"])) for item in items]
+# Failures a looser limit could turn into records: reason prefix -> the limit that caused them.
+_LIMIT_OF_FAILURE = {"timeout:": "timeout_s", "too short:": "min_frames", "too long for jpeg:": "max_jpeg_frames"}
+_HEAD_TAIL_BYTES = 64 * 1024
+_SIDECAR_KEYS = {"fingerprint", "num_records", "failures", "label_counts", "frame_sizes", "limits", "num_frames_range"}
+
+
+def _file_fingerprint(path: str) -> list[Any] | None:
+  """[size, mtime in ns, sha256 of the first and last 64 KiB] of an input (None when it is not a readable
+  regular file): a file replaced by another of the same size, even with its mtime kept, changes it."""
+  try:
+    status = os.stat(path)
+    if not stat.S_ISREG(status.st_mode):
+      return None  # Never opened: a FIFO would block.
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+      digest.update(f.read(_HEAD_TAIL_BYTES))
+      if status.st_size > _HEAD_TAIL_BYTES:
+        f.seek(max(_HEAD_TAIL_BYTES, status.st_size - _HEAD_TAIL_BYTES))
+        digest.update(f.read(_HEAD_TAIL_BYTES))
+  except OSError:
+    return None
+  return [status.st_size, status.st_mtime_ns, digest.hexdigest()]
+
+
+def _shard_fingerprint(options: dict[str, Any], items: Sequence[dict[str, Any]]) -> str:
+  described = [(item["path"], item["label"], item["label_name"], item["fingerprint"]) for item in items]
   text = json.dumps(dict(options=options, inputs=described), sort_keys=True)
   return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _size(path: str) -> int:
-  try:
-    return os.path.getsize(path)
-  except OSError:
-    return -1
 
 
 def _read_sidecar(path: str) -> dict[str, Any] | None:
@@ -203,9 +359,44 @@ def _read_sidecar(path: str) -> dict[str, Any] | None:
     return None
 
 
+def _finished_shards(output_dir: str, names: Sequence[str], fingerprints: Sequence[str], limits: dict[str, Any],
+                     video_format: str) -> dict[int, dict[str, Any]]:
+  """{shard index: sidecar} of the shards a rerun keeps."""
+  sidecars = {}
+  for i, name in enumerate(names):
+    sidecar = _read_sidecar(os.path.join(output_dir, name + ".json"))
+    if os.path.exists(os.path.join(output_dir, name)) and _reusable(sidecar, fingerprints[i], limits, video_format):
+      sidecars[i] = sidecar
+  return sidecars
+
+
+def _reusable(sidecar: dict[str, Any] | None, fingerprint: str, limits: dict[str, Any], video_format: str) -> bool:
+  """Whether a finished shard is what this build would write: the same options and inputs (fingerprint), no
+  failure that a looser limit now could turn into a record (a timeout with a larger timeout_s, 'too short'
+  with a smaller min_frames, ...), and no record that a tighter limit now would turn away."""
+  if sidecar is None or sidecar.get("fingerprint") != fingerprint or not _SIDECAR_KEYS <= sidecar.keys():
+    return False  # Another build, or a sidecar from an older build_shards (it is rebuilt to the same bytes).
+  old = sidecar["limits"]
+  for failure in sidecar["failures"]:
+    limit = next((name for prefix, name in _LIMIT_OF_FAILURE.items() if failure["reason"].startswith(prefix)), None)
+    if limit and _looser(limit, limits[limit], old[limit]):
+      return False
+  shortest, longest = sidecar["num_frames_range"] or (None, None)
+  if shortest is not None and shortest < limits["min_frames"]:
+    return False
+  return not (video_format == "jpeg" and longest is not None and 0 < limits["max_jpeg_frames"] < longest)
+
+
+def _looser(limit: str, new: float, old: float) -> bool:
+  if limit == "min_frames":
+    return new < old
+  return bool(old) and (not new or new > old)  # 0 is no limit (max_jpeg_frames); timeout_s is always > 0.
+
+
 def build_shards(input_path: str, output_dir: str, source_name: str, *, num_workers: int | None = None,
                  short_side: int = 320, video_format: str = "mp4", min_frames: int = 2, max_frames: int = 0,
-                 timeout_s: float = 300.0, videos_per_shard: int = 128, crf: int = encoding.DEFAULT_CRF,
+                 max_jpeg_frames: int = shards_lib.DEFAULT_MAX_JPEG_FRAMES, timeout_s: float = 300.0,
+                 videos_per_shard: int = 128, crf: int = encoding.DEFAULT_CRF,
                  gop_size: int = encoding.DEFAULT_GOP_SIZE, preset: str = encoding.DEFAULT_PRESET,
                  jpeg_quality: int = encoding.DEFAULT_JPEG_QUALITY, label_names: Sequence[str] | None = None,
                  backend: str = "auto", progress: bool = True) -> dict[str, Any]:
@@ -217,44 +408,40 @@ def build_shards(input_path: str, output_dir: str, source_name: str, *, num_work
   if videos_per_shard < 1:
     raise ValueError(f"--videos_per_shard must be >= 1, got {videos_per_shard}")
   num_workers = (os.cpu_count() or 1) if num_workers is None else num_workers
-  items, labels = list_inputs(input_path, label_names)
-  resolved_backend = decoding.resolve_backend(backend)
-  options = dict(source_name=source_name, short_side=short_side, format=video_format, min_frames=min_frames,
-                 max_frames=max_frames, crf=crf, gop_size=gop_size, preset=preset, jpeg_quality=jpeg_quality,
-                 backend=resolved_backend)
+  items, labels, skipped = list_inputs(input_path, label_names)
+  # What a record is made of (fingerprinted), and the limits that only decide which inputs become records.
+  options = dict(source_name=source_name, short_side=short_side, format=video_format, max_frames=max_frames,
+                 crf=crf, gop_size=gop_size, preset=preset, jpeg_quality=jpeg_quality,
+                 backend=decoding.resolve_backend(backend))
+  limits = dict(min_frames=min_frames, max_jpeg_frames=max_jpeg_frames, timeout_s=timeout_s)
   os.makedirs(output_dir, exist_ok=True)
   for stale in glob.glob(os.path.join(output_dir, "*.tmp-*")):
     os.remove(stale)  # Left by an interrupted build; never a finished file.
+  with concurrent.futures.ThreadPoolExecutor(16) as pool:  # Reads: threads overlap the disk's latency.
+    for item, fingerprint in zip(items, pool.map(_file_fingerprint, [item["file"] for item in items])):
+      item["fingerprint"] = fingerprint
 
   num_shards = math.ceil(len(items) / videos_per_shard)
   shard_items = [items[i * videos_per_shard:(i + 1) * videos_per_shard] for i in range(num_shards)]
   names = [shards_lib.shard_file_name(source_name, i, num_shards) for i in range(num_shards)]
-  fingerprints = [_fingerprint(options, shard) for shard in shard_items]
-  sidecars: dict[int, dict[str, Any]] = {}
-  for i, name in enumerate(names):
-    sidecar = _read_sidecar(os.path.join(output_dir, name + ".json"))
-    if (os.path.exists(os.path.join(output_dir, name)) and sidecar is not None
-        and sidecar.get("fingerprint") == fingerprints[i]):
-      if "frame_sizes" not in sidecar:
-        # A shard from before sidecars listed frame sizes: read them from its records once (no re-encoding).
-        sidecar["frame_sizes"] = _frame_sizes_of_shard(os.path.join(output_dir, name))
-        shards_lib.write_json_atomically(os.path.join(output_dir, name + ".json"), sidecar)
-      sidecars[i] = sidecar
+  fingerprints = [_shard_fingerprint(options, shard) for shard in shard_items]
+  sidecars = _finished_shards(output_dir, names, fingerprints, limits, video_format)
   todo = [i for i in range(num_shards) if i not in sidecars]
   logging.info("%d videos -> %d shards in %s (%d already built).", len(items), num_shards, output_dir,
                num_shards - len(todo))
 
+  task_options = dict(options, min_frames=min_frames, max_jpeg_frames=max_jpeg_frames)
   tasks = []
   for shard in todo:
     for position, item in enumerate(shard_items[shard]):
       tasks.append((shard * videos_per_shard + position,
                     dict(file=item["file"], path=item["path"], label=item["label"],
-                         label_name=item["label_name"], options=options)))
+                         label_name=item["label_name"], options=task_options)))
   if num_workers == 0:
     results = (_run_inline(index, task) for index, task in tasks)
   else:
-    # Spawned workers unpickle the task function by its module name, videomae_jax.data.shard_builder: a library
-    # module, never __main__, so the workers import this file whatever program started the build.
+    # Spawned workers unpickle the task function by its module name, data_prep.shard_builder, never __main__, so
+    # the workers import this file whatever program started the build.
     results = worker_pool.run_with_deadlines(process_video, tasks, num_workers=min(num_workers, len(tasks) or 1),
                                              timeout_s=timeout_s)
   progress_bar = _progress_bar(len(items), len(items) - len(tasks), enabled=progress)
@@ -265,17 +452,18 @@ def build_shards(input_path: str, output_dir: str, source_name: str, *, num_work
       outcomes[shard][position] = result
       progress_bar.update(1)
       if len(outcomes[shard]) == len(shard_items[shard]):
-        sidecars[shard] = _write_shard(output_dir, names[shard], fingerprints[shard], shard_items[shard],
+        sidecars[shard] = _write_shard(output_dir, names[shard], fingerprints[shard], limits, shard_items[shard],
                                        outcomes.pop(shard))
   finally:
     progress_bar.close()
     if hasattr(results, "close"):
       results.close()
 
-  description = _describe(input_path, source_name, options, items, labels, names, sidecars, timeout_s)
+  description = _describe(input_path, options, limits, items, labels, skipped, names, sidecars)
   shards_lib.write_json_atomically(os.path.join(output_dir, shards_lib.DESCRIPTION_FILE), description)
-  logging.info("Wrote %d records in %d shards, %d failures: %s", description["num_records"], num_shards,
-               description["num_failures"], output_dir)
+  logging.info("Wrote %d records in %d shards, %d failures, %d files skipped%s: %s", description["num_records"],
+               num_shards, description["num_failures"], sum(entry["count"] for entry in skipped.values()),
+               f" ({_skipped_summary(skipped)})" if skipped else "", output_dir)
   return description
 
 
@@ -286,9 +474,9 @@ def _run_inline(index: int, task: dict[str, Any]) -> worker_pool.TaskResult:
     return worker_pool.TaskResult(index, False, error=f"{type(e).__name__}: {e}")
 
 
-def _write_shard(output_dir: str, name: str, fingerprint: str, items: Sequence[dict[str, Any]],
-                 outcomes: dict[int, worker_pool.TaskResult]) -> dict[str, Any]:
-  records, failures, label_counts, frame_sizes = [], [], {}, {}
+def _write_shard(output_dir: str, name: str, fingerprint: str, limits: dict[str, Any],
+                 items: Sequence[dict[str, Any]], outcomes: dict[int, worker_pool.TaskResult]) -> dict[str, Any]:
+  records, failures, label_counts, frame_sizes, num_frames = [], [], {}, {}, []
   for position, item in enumerate(items):
     outcome = outcomes[position]
     if outcome.ok:
@@ -297,29 +485,21 @@ def _write_shard(output_dir: str, name: str, fingerprint: str, items: Sequence[d
       record = shards_lib.parse_record(outcome.value)
       size = f"{record['height']}x{record['width']}"
       frame_sizes[size] = frame_sizes.get(size, 0) + 1
+      num_frames.append(record["num_frames"])
     else:
       failures.append(dict(path=item["path"], reason=_failure_reason(outcome.error)))
+  # The limits in force and the records' frame counts decide on a rerun with other limits whether this shard
+  # still is what the build would write (_reusable).
   sidecar = dict(fingerprint=fingerprint, num_records=len(records), failures=failures,
-                 label_counts=label_counts, frame_sizes=dict(sorted(frame_sizes.items())))
+                 label_counts=label_counts, frame_sizes=dict(sorted(frame_sizes.items())), limits=limits,
+                 num_frames_range=[min(num_frames), max(num_frames)] if num_frames else None)
   # Sidecar first: a shard file that exists always has its sidecar.
   shards_lib.write_json_atomically(os.path.join(output_dir, name + ".json"), sidecar)
   shards_lib.write_array_record_atomically(os.path.join(output_dir, name), records)
   return sidecar
 
 
-def _frame_sizes_of_shard(path: str) -> dict[str, int]:
-  from array_record.python.array_record_module import ArrayRecordReader  # pylint: disable=import-outside-toplevel
-  reader = ArrayRecordReader(path)
-  sizes: dict[str, int] = {}
-  for data in reader.read_all():
-    record = shards_lib.parse_record(data)
-    size = f"{record['height']}x{record['width']}"
-    sizes[size] = sizes.get(size, 0) + 1
-  reader.close()
-  return dict(sorted(sizes.items()))
-
-
-def _describe(input_path, source_name, options, items, labels, names, sidecars, timeout_s) -> dict[str, Any]:
+def _describe(input_path, options, limits, items, labels, skipped, names, sidecars) -> dict[str, Any]:
   import av  # pylint: disable=import-outside-toplevel
   failures = [f for i in range(len(names)) for f in sidecars[i]["failures"]]
   label_counts: dict[str, int] = {}
@@ -337,6 +517,7 @@ def _describe(input_path, source_name, options, items, labels, names, sidecars, 
   if options["backend"] == "decord":
     import decord  # pylint: disable=import-outside-toplevel
     versions["decord"] = decord.__version__
+  source_name = options["source_name"]
   return dict(
       format_version=shards_lib.FORMAT_VERSION,
       source_name=source_name,
@@ -352,7 +533,8 @@ def _describe(input_path, source_name, options, items, labels, names, sidecars, 
       sources=[dict(name=source_name, input=os.path.abspath(input_path), num_records=num_records)],
       shards=[dict(file=name, num_records=sidecars[i]["num_records"]) for i, name in enumerate(names)],
       failures=failures,
-      build=dict(options, timeout_s=timeout_s, versions=versions),
+      skipped=dict(sorted(skipped.items())),
+      build=dict(options, **limits, versions=versions),
   )
 
 

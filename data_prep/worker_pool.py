@@ -6,7 +6,8 @@ sentinels, kills a worker whose task ran past `timeout_s` (reporting the task as
 worker in place of one that was killed or died.
 
 Workers are started with 'spawn': the parent may run threads (tqdm) and decoders keep global state, neither of
-which survives fork well. If the parent is killed, the workers see their pipe close and exit.
+which survives fork well. If the parent is killed, its workers exit within a second, busy or not (a thread in
+each watches the parent's pid).
 
 shard_builder.build_shards runs one decode-and-encode task per input video here (hence "decoding" in the
 failure reasons).
@@ -16,10 +17,14 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
+import os
+import signal
+import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
 _STARTUP_ALLOWANCE_S = 120.0
+_PARENT_POLL_S = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +36,22 @@ class TaskResult:
   error: str = ""
 
 
+def _exit_with_parent() -> None:
+  """Exits this worker as soon as its parent is gone: a killed build would otherwise leave a busy worker decoding
+  until its file ends (a hung decoder: forever). An orphan is adopted by another process, so its parent pid
+  changes; polling works on every POSIX system, unlike Linux's PR_SET_PDEATHSIG."""
+  parent = os.getppid()
+
+  def watch():
+    while os.getppid() == parent:
+      time.sleep(_PARENT_POLL_S)
+    os._exit(1)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker_main(connection, function: Callable[[Any], Any]) -> None:
+  _exit_with_parent()
   while True:
     try:
       message = connection.recv()
@@ -145,16 +165,29 @@ def run_with_deadlines(function: Callable[[Any], Any], arguments: Iterable[tuple
         if not died and not timed_out:
           continue
         index = worker.task
+        if died:
+          worker.process.join(timeout=5)  # Its pipe closes a moment before the process can be reaped.
         exit_code = worker.process.exitcode
         worker.kill()
         workers[position] = _Worker(context, function)
         if timed_out and not died:
           yield TaskResult(index, False, error=f"timeout: decoding took longer than {timeout_s:g} s")
         else:
-          yield TaskResult(index, False, error=f"decoder crashed (worker exit code {exit_code})")
+          yield TaskResult(index, False, error=f"decoder crashed ({_describe_exit(exit_code)})")
   finally:
     for worker in workers:
       if worker.task is None:
         worker.stop()
       else:
         worker.kill()
+
+
+def _describe_exit(exit_code: int | None) -> str:
+  if exit_code is None:
+    return "worker closed its pipe and did not exit"
+  if exit_code < 0:
+    try:
+      return f"worker killed by {signal.Signals(-exit_code).name}"  # SIGSEGV: the decoder; SIGKILL: e.g. out of memory
+    except ValueError:
+      return f"worker killed by signal {-exit_code}"
+  return f"worker exit code {exit_code}"

@@ -1,10 +1,12 @@
 """Video decoding: the one place that picks a backend (decord or PyAV) and reads frames.
 
 Two jobs:
-  * `read_video_frames(path, short_side)`: data_prep reads a whole input video (any container FFmpeg knows),
-    resized so that its short side is at most `short_side`, as RGB uint8 frames.
+  * `read_video(path, short_side)`: data_prep (and feature extraction) read a whole input video (any container
+    FFmpeg knows) one frame at a time: upright (rotation metadata applied), resized so that its short side is
+    at most `short_side`, at a constant frame rate (by timestamp), as RGB uint8 frames.
   * `decode_clip(record, frame_indices)`: the input pipeline decodes only the frames it needs from one shard
-    record (an in-memory MP4 or a list of JPEG/PNG frames), as uint8 [T, H, W, 3].
+    record (an in-memory MP4 or a list of JPEG/PNG frames), as uint8 [T, H, W, 3]. Records hold frames that
+    read_video already turned upright and put at a constant rate, so nothing is applied here.
 
 Backend choice: `VIDEOMAE_VIDEO_BACKEND` (env) or the `backend` argument: 'auto' | 'decord' | 'pyav'.
 For reading input files 'auto' means decord where it is installed (x86-64 Linux wheels), else PyAV. For shard
@@ -22,7 +24,10 @@ from __future__ import annotations
 import fractions
 import importlib
 import io
+import itertools
+import math
 import os
+import stat
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -31,8 +36,9 @@ from videomae_jax.data import transforms
 
 BACKENDS = ("auto", "decord", "pyav")
 # File name endings taken for videos when a folder is listed (data_prep.build_shards, feature extraction).
+# .mts / .m2ts: camcorder and Blu-ray MPEG transport streams (192-byte packets), which FFmpeg's mpegts demuxer reads.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ogv",
-                    ".wmv", ".ts")
+                    ".wmv", ".ts", ".mts", ".m2ts", ".gif")
 _ENV_BACKEND = "VIDEOMAE_VIDEO_BACKEND"
 
 
@@ -79,126 +85,181 @@ def output_size(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Whole-video reading (data_prep).
+# Whole-video reading (data_prep, features, pictures).
 # ------------------------------------------------------------------------------------------------------------
 
 
 class VideoInfo(dict):
-  """Metadata of a decoded input video: fps (float), fps_fraction (str 'num/den'), height, width."""
+  """Metadata of the frames `read_video` yields: fps (float) and fps_fraction ('num/den'), their constant rate;
+  height, width; backend (the decoder that read them)."""
 
 
-def _probe_pyav(path: str) -> tuple[int, int, fractions.Fraction, int]:
-  import av  # pylint: disable=import-outside-toplevel
-  try:
-    container = av.open(path)
-  except Exception as e:  # pylint: disable=broad-except
-    raise DecodeError(f"cannot open as video (not a video, truncated or corrupt): {_short(e)}") from e
-  with container:
-    if not container.streams.video:
-      raise DecodeError("no video stream")
-    stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate or fractions.Fraction(30)
-    height, width = stream.codec_context.height, stream.codec_context.width
-    declared_frames = int(stream.frames or 0)
-  if not height or not width:
-    raise DecodeError("video stream has no frame size")
-  return height, width, fractions.Fraction(rate).limit_denominator(1001), declared_frames
+def read_video(source: str | bytes, short_side: int | None = 320, backend: str = "auto",
+               max_frames: int = 0) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+  """Opens a video: its info and an iterator over its frames, RGB uint8 [H, W, 3], decoded one at a time.
 
-
-def read_video_frames(path: str, short_side: int = 320, backend: str = "auto",
-                      max_frames: int = 0) -> tuple[list[np.ndarray], VideoInfo]:
-  """Decodes a whole video file into RGB uint8 frames [H, W, 3] with the short side at most `short_side`.
-
-  Raises DecodeError (with a reason that data_prep reports) for empty, non-video, truncated or corrupt files.
-  `max_frames > 0` stops after that many frames (long videos).
+  `source` is a file path (any container FFmpeg knows) or the bytes of one (a shard record's 'video').
+  The frames are
+    * upright: the stream's rotation (display matrix, e.g. phone videos) is applied, so a 320x240 stream
+      rotated by 90 degrees gives 240x320 frames (quarter turns; other angles are rounded to one; mirroring
+      in the matrix is not applied, by either decoder);
+    * shrunk so that the short side is at most `short_side` (never enlarged; even sizes, see output_size);
+      `short_side=None` keeps the decoded size exactly;
+    * at the constant rate info['fps'] (the stream's average rate): frame n shows the source frame shown at
+      time n / fps (by timestamp), so a variable-frame-rate source has frames repeated or dropped where its
+      rate strays, and a frame stride means the same time everywhere. Constant-rate sources pass unchanged;
+    * at most `max_frames` (> 0), the first ones.
+  Memory stays bounded whatever the video's length. Raises DecodeError with the reason (what data_prep
+  records) when the file is missing, not a regular file, empty, not a video, truncated or corrupt; errors past
+  the first frame are raised while iterating.
   """
-  if os.path.getsize(path) == 0:
-    raise DecodeError("empty file (0 bytes)")
-  height, width, rate, declared_frames = _probe_pyav(path)
-  new_h, new_w = output_size(height, width, short_side)
-  backend = resolve_backend(backend)
-  if backend == "decord":
-    try:
-      frames = _read_decord(path, new_h, new_w, max_frames)
-    except DecodeError:
-      # decord 0.6 rejects some streams PyAV reads fine (e.g. frame widths below 64: a padded-buffer size
-      # check), so a decord failure is only final if PyAV fails too.
-      backend = "pyav"
-      frames = _read_pyav(path, new_h, new_w, max_frames)
-  else:
-    frames = _read_pyav(path, new_h, new_w, max_frames)
-  expected = min(declared_frames, max_frames) if max_frames else declared_frames
-  if expected and len(frames) < 0.95 * expected:
-    # The stream ended early without a decoder error: data missing at the end (a cut-off download).
-    raise DecodeError(f"truncated: decoded {len(frames)} of the {declared_frames} frames the container declares")
-  info = VideoInfo(fps=float(rate), fps_fraction=f"{rate.numerator}/{rate.denominator}",
-                   height=new_h, width=new_w, source_height=height, source_width=width, backend=backend)
-  return frames, info
+  if isinstance(source, str):
+    _check_file(source)
+  rate, declared_frames = _probe(source)
+  backend = "pyav" if isinstance(source, bytes) else resolve_backend(backend)
+  timed = _decord_frames(source, short_side) if backend == "decord" else _pyav_frames(source, short_side)
+  first = next(timed, None)
+  height, width = first[1].shape[:2] if first is not None else (0, 0)
+  info = VideoInfo(fps=float(rate), fps_fraction=f"{rate.numerator}/{rate.denominator}", height=height,
+                   width=width, backend=backend)
+  frames = _checked_length(itertools.chain([] if first is None else [first], timed), declared_frames)
+  return info, _constant_rate(frames, rate, max_frames)
+
+
+def read_video_frames(path: str, short_side: int | None = 320, backend: str = "auto",
+                      max_frames: int = 0) -> tuple[list[np.ndarray], VideoInfo]:
+  """`read_video`'s frames in a list, for short videos (tests, pictures)."""
+  info, frames = read_video(path, short_side, backend, max_frames)
+  return list(frames), info
 
 
 def iter_frames(source: str | bytes) -> Iterator[np.ndarray]:
-  """Every frame of a video, RGB uint8 [H, W, 3], decoded one at a time (PyAV, one thread), so memory stays
-  bounded whatever the video's length. `source`: a file path (any container FFmpeg knows) or the bytes of one
-  (an MP4 shard record's 'video'). Raises DecodeError with the reason when it cannot be read."""
-  import av  # pylint: disable=import-outside-toplevel
-  from av.video.reformatter import VideoReformatter  # pylint: disable=import-outside-toplevel
-  if isinstance(source, str) and os.path.getsize(source) == 0:
+  """Every frame of a video at its decoded size (PyAV), as `read_video` gives them, one at a time; raises
+  DecodeError with the reason while iterating."""
+  yield from read_video(source, None, "pyav")[1]
+
+
+def _check_file(path: str) -> None:
+  # A FIFO or a device has size 0 and opening it can block forever: say what it is instead of decoding it.
+  try:
+    status = os.stat(path)
+  except FileNotFoundError as e:
+    raise DecodeError("file not found (or a broken symbolic link)") from e
+  if not stat.S_ISREG(status.st_mode):
+    raise DecodeError("not a regular file (a FIFO, socket or device)")
+  if status.st_size == 0:
     raise DecodeError("empty file (0 bytes)")
+
+
+def _open_pyav(source: str | bytes):
+  import av  # pylint: disable=import-outside-toplevel
   try:
     container = av.open(io.BytesIO(source) if isinstance(source, bytes) else source)
   except Exception as e:  # pylint: disable=broad-except
     raise DecodeError(f"cannot open as video (not a video, truncated or corrupt): {_short(e)}") from e
-  reformatter, count = VideoReformatter(), 0
+  if not container.streams.video:
+    container.close()
+    raise DecodeError("no video stream")
+  stream = container.streams.video[0]
+  stream.thread_type = "NONE"
+  stream.codec_context.thread_count = 1
+  return container, stream
+
+
+def _probe(source: str | bytes) -> tuple[fractions.Fraction, int]:
+  """(frame rate, frames the container declares or 0)."""
+  container, stream = _open_pyav(source)
   with container:
-    if not container.streams.video:
-      raise DecodeError("no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "NONE"
-    stream.codec_context.thread_count = 1
+    rate = stream.average_rate or stream.guessed_rate or fractions.Fraction(30)
+    if not stream.codec_context.height or not stream.codec_context.width:
+      raise DecodeError("video stream has no frame size")
+    return fractions.Fraction(rate).limit_denominator(1001), int(stream.frames or 0)
+
+
+def _size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
+  return (height, width) if short_side is None else output_size(height, width, short_side)
+
+
+def _pyav_frames(source: str | bytes, short_side: int | None) -> Iterator[tuple[Any, np.ndarray]]:
+  """(time in seconds from the first frame or None, upright RGB frame) for every decoded frame."""
+  from av.video.reformatter import VideoReformatter  # pylint: disable=import-outside-toplevel
+  container, stream = _open_pyav(source)
+  reformatter, count, origin = VideoReformatter(), 0, None
+  with container:
     try:
       for frame in container.decode(stream):
-        rgb = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        if count == 0:
+          # The display matrix's rotation, counter-clockwise as FFmpeg's av_display_rotation_get reports it;
+          # turning the frame that way is what the ffmpeg command line does by default (fftools autorotate).
+          turns = round(frame.rotation / 90) % 4
+          height, width = _size(*((frame.width, frame.height) if turns % 2 else (frame.height, frame.width)),
+                                short_side)
+          if turns % 2:
+            height, width = width, height  # The size before turning.
+          origin = frame.pts
+        # AREA: the scaler's box filter, like decord's path (transforms.shrink_area, cv2.INTER_AREA).
+        rgb = reformatter.reformat(frame, width, height, "rgb24", interpolation="AREA", threads=1).to_ndarray()
+        time = None if frame.pts is None or origin is None else (frame.pts - origin) * stream.time_base
         count += 1
-        yield rgb
-    except DecodeError:
-      raise
+        yield time, np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
     except Exception as e:  # pylint: disable=broad-except
       raise DecodeError(f"decode error after {count} frames (truncated or corrupt): {_short(e)}") from e
 
 
-def _read_pyav(path: str, height: int, width: int, max_frames: int) -> list[np.ndarray]:
-  import av  # pylint: disable=import-outside-toplevel
-  from av.video.reformatter import VideoReformatter  # pylint: disable=import-outside-toplevel
-  reformatter = VideoReformatter()
-  frames = []
-  try:
-    with av.open(path) as container:
-      stream = container.streams.video[0]
-      stream.thread_type = "NONE"
-      stream.codec_context.thread_count = 1
-      for frame in container.decode(stream):
-        rgb = reformatter.reformat(frame, width, height, "rgb24", interpolation="AREA", threads=1)
-        frames.append(rgb.to_ndarray())
-        if max_frames and len(frames) >= max_frames:
-          break
-  except Exception as e:  # pylint: disable=broad-except
-    raise DecodeError(f"decode error after {len(frames)} frames (truncated or corrupt): {_short(e)}") from e
-  return frames
-
-
-def _read_decord(path: str, height: int, width: int, max_frames: int) -> list[np.ndarray]:
+def _decord_frames(path: str, short_side: int | None) -> Iterator[tuple[Any, np.ndarray]]:
+  """As _pyav_frames, with decord: it applies the stream's rotation itself (VideoReader::GetRotation, the same
+  convention), so its frames come upright at the turned size."""
   import decord  # pylint: disable=import-outside-toplevel
-  frames = []
+  # decord's own FFmpeg copy prints decoder warnings straight to stderr, through the build's progress bar and
+  # without the file's name; what matters comes back in the exception, which names the file's failure.
+  decord.logging.set_level(decord.logging.QUIET)
+  count = 0
   try:
-    # Native size: decord's own resizing fails on some frame sizes (buffer size checks with padded widths).
     reader = decord.VideoReader(path, num_threads=1)
-    total = len(reader) if not max_frames else min(len(reader), max_frames)
-    for start in range(0, total, 32):
-      batch = reader.get_batch(list(range(start, min(total, start + 32)))).asnumpy()
-      frames.extend(transforms.shrink_area(frame, height, width) for frame in batch)
+    times = reader.get_frame_timestamp(list(range(len(reader))))[:, 0].tolist()
+    # One frame at a time: batches of native frames next to the small resized ones fragmented the heap (1.2 GB
+    # resident for 2 minutes of 640x360 read in batches of 32, 0.26 GB read like this).
+    for time in times:
+      frame = reader.next().asnumpy()
+      if count == 0:
+        if frame.ndim != 3 or frame.shape[2] != 3:
+          # 48-pixel-wide frames come as [H, 48, 4]: their rows padded to 64 pixels, read as 4 channels.
+          raise DecodeError(f"decord gave frames of shape {frame.shape}")
+        height, width = _size(*frame.shape[:2], short_side)
+      count += 1
+      # Native size, then shrunk here: decord's own resizing fails on some frame sizes (buffer size checks
+      # with padded widths).
+      yield time - times[0], transforms.shrink_area(frame, height, width)
   except Exception as e:  # pylint: disable=broad-except
-    raise DecodeError(f"decode error after {len(frames)} frames (truncated or corrupt): {_short(e)}") from e
-  return frames
+    raise DecodeError(f"decode error after {count} frames (truncated or corrupt): {_short(e)}") from e
+
+
+def _checked_length(timed: Iterator[tuple[Any, np.ndarray]], declared_frames: int):
+  count = 0
+  for item in timed:
+    count += 1
+    yield item
+  if declared_frames and count < 0.95 * declared_frames:
+    # The stream ended early without a decoder error: data missing at the end (a cut-off download).
+    raise DecodeError(f"truncated: decoded {count} of the {declared_frames} frames the container declares")
+
+
+def _constant_rate(timed: Iterator[tuple[Any, np.ndarray]], rate: fractions.Fraction,
+                   max_frames: int) -> Iterator[np.ndarray]:
+  """Frames at `rate` from (time, frame) pairs: each source frame holds from its slot round(time * rate) until
+  the next frame's slot (so gaps repeat it, and of several frames on one slot the last is kept); frames without
+  a time take the slot after the previous one. Like FFmpeg's fps filter with round=near."""
+  held, held_slot, emitted = None, -1, 0
+  for time, frame in timed:
+    slot = held_slot + 1 if time is None else math.floor(time * rate + fractions.Fraction(1, 2))
+    while held is not None and emitted < slot:
+      yield held
+      emitted += 1
+      if emitted == max_frames:
+        return
+    held, held_slot = frame, slot
+  if held is not None:
+    yield held
 
 
 def _short(error: BaseException, limit: int = 200) -> str:

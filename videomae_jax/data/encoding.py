@@ -10,9 +10,10 @@ from __future__ import annotations
 import fractions
 import functools
 import io
+import itertools
 import os
 import platform
-from typing import Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -46,21 +47,25 @@ def x264_cpu_flags() -> str:
   return ",".join(name for flag, name in x264_names if flag in cpu) + ",Cache64"
 
 
-def encode_mp4(frames: Sequence[np.ndarray] | np.ndarray, fps: float | str | fractions.Fraction = 30, *,
+def encode_mp4(frames: Iterable[np.ndarray] | np.ndarray, fps: float | str | fractions.Fraction = 30, *,
                crf: int = DEFAULT_CRF, gop_size: int = DEFAULT_GOP_SIZE, preset: str = DEFAULT_PRESET,
                tune: str = "") -> bytes:
   """Encodes RGB uint8 frames [H, W, 3] (H and W even) as H.264 (yuv420p) in MP4; returns the file bytes.
 
-  A keyframe every `gop_size` frames and no B-frames, so a clip decoder seeks to the keyframe before its
-  first frame and decodes forward from there (random access cost: at most `gop_size - 1` extra frames).
-  `fps` may be a float, a Fraction or a 'num/den' string.
+  `frames` may be any iterable (e.g. decoding.read_video's iterator): frames are encoded as they come, so
+  memory holds the encoder's lookahead, not the video. A keyframe every `gop_size` frames and no B-frames, so
+  a clip decoder seeks to the keyframe before its first frame and decodes forward from there (random access
+  cost: at most `gop_size - 1` extra frames). `fps` may be a float, a Fraction or a 'num/den' string.
   """
   import av  # pylint: disable=import-outside-toplevel
   from av.codec.context import Flags  # pylint: disable=import-outside-toplevel
   from av.video.reformatter import VideoReformatter  # pylint: disable=import-outside-toplevel
-  if len(frames) == 0:
+  frames = iter(frames)
+  first = next(frames, None)
+  if first is None:
     raise ValueError("encode_mp4 needs at least one frame")
-  height, width = frames[0].shape[:2]
+  frames = itertools.chain([first], frames)
+  height, width = first.shape[:2]
   if height % 2 or width % 2:
     raise ValueError(f"H.264 yuv420p needs even frame sizes, got {height}x{width}")
   rate = fractions.Fraction(fps).limit_denominator(1001)
@@ -99,9 +104,9 @@ def encode_mp4(frames: Sequence[np.ndarray] | np.ndarray, fps: float | str | fra
   return buffer.getvalue()
 
 
-def encode_jpeg_frames(frames: Sequence[np.ndarray] | np.ndarray,
+def encode_jpeg_frames(frames: Iterable[np.ndarray] | np.ndarray,
                        quality: int = DEFAULT_JPEG_QUALITY) -> list[bytes]:
-  """Encodes each RGB uint8 frame as a baseline JPEG (4:2:0, fixed quality, no metadata)."""
+  """Encodes each RGB uint8 frame (any iterable) as a baseline JPEG (4:2:0, fixed quality, no metadata)."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
   encoded = []
   for frame in frames:

@@ -13,8 +13,9 @@ Each record is a msgpack map (str keys; values str / int / float / bytes / list 
   video        bytes, the whole MP4 file                   (format 'mp4')
   frames       list of bytes, one JPEG per frame           (format 'jpeg')
   num_frames   int, exact number of decoded frames
-  fps          float, frames per second of the source (frames are never resampled)
-  height, width  int, frame size after resizing (short side <= build's short_side; both even)
+  fps          float, the constant frame rate of the stored frames: the source's average rate (a variable-rate
+               source is placed on that rate by timestamp, see decoding.read_video)
+  height, width  int, frame size after turning upright and resizing (short side <= build's short_side; both even)
   label        int, index into dataset.json's 'labels' (-1 when unlabeled)
   label_name   str ('' when unlabeled)
   source       str, the build's --source_name
@@ -26,9 +27,10 @@ read, and packs a map in insertion order so the same record always gives the sam
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import msgpack
 
@@ -38,6 +40,8 @@ from videomae_jax.data import encoding
 DESCRIPTION_FILE = "dataset.json"
 FORMAT_VERSION = 1
 ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
+# A JPEG record holds every frame (about 30 KB each at 320p) in one record: 900 frames is 30 s at 30 fps.
+DEFAULT_MAX_JPEG_FRAMES = 900
 RECORD_KEYS = ("format", "video", "frames", "num_frames", "fps", "height", "width", "label", "label_name",
                "source", "path")
 
@@ -57,18 +61,26 @@ def shard_file_name(source_name: str, index: int, count: int) -> str:
   return f"{source_name}-{index:05d}-of-{count:05d}.array_record"
 
 
+class IncompleteShardsError(ValueError):
+  """A shard folder whose build did not finish (shard files but no dataset.json)."""
+
+
 def read_description(path: str) -> dict[str, Any]:
-  """Reads `path`/dataset.json, or describes a folder of bare .array_record files (no labels) without one."""
+  """Reads `path`/dataset.json. A folder without one is refused: build_shards writes dataset.json last, so shard
+  files without it are an interrupted build, and training on them would silently use part of the data."""
   description_path = os.path.join(path, DESCRIPTION_FILE)
   if os.path.exists(description_path):
     with open(description_path, encoding="utf-8") as f:
       return json.load(f)
-  files = sorted(glob.glob(os.path.join(path, "*.array_record")))
-  if not files:
-    raise FileNotFoundError(
-        f"No {DESCRIPTION_FILE} and no .array_record files in {path!r}: build shards with "
-        f"`python -m data_prep.build_shards --input=VIDEOS --output_dir={path} --source_name=NAME`.")
-  return dict(format_version=FORMAT_VERSION, labels=[], shards=[dict(file=os.path.basename(f)) for f in files])
+  leftovers = sorted(glob.glob(os.path.join(path, "*.array_record*")) + glob.glob(os.path.join(path, "*.tmp-*")))
+  if leftovers:
+    raise IncompleteShardsError(
+        f"{path!r} has {len(leftovers)} shard file(s) (e.g. {os.path.basename(leftovers[0])}) but no "
+        f"{DESCRIPTION_FILE}: its build was interrupted. Finish it by running the same `python -m "
+        "data_prep.build_shards ...` command again (finished shards are kept); it writes dataset.json last.")
+  raise FileNotFoundError(
+      f"No {DESCRIPTION_FILE} in {path!r}: build shards with "
+      f"`python -m data_prep.build_shards --input=VIDEOS --output_dir={path} --source_name=NAME`.")
 
 
 def shard_paths(path: str) -> list[str]:
@@ -137,29 +149,66 @@ def read_all_records(path: str) -> list[dict[str, Any]]:
 
 def video_file_record(path: str, *, source_name: str, label: int = -1, label_name: str = "",
                       record_path: str | None = None, short_side: int = 320, video_format: str = "mp4",
-                      min_frames: int = 2, max_frames: int = 0, crf: int = encoding.DEFAULT_CRF,
-                      gop_size: int = encoding.DEFAULT_GOP_SIZE, preset: str = encoding.DEFAULT_PRESET,
-                      jpeg_quality: int = encoding.DEFAULT_JPEG_QUALITY, backend: str = "auto") -> dict[str, Any]:
+                      min_frames: int = 2, max_frames: int = 0, max_jpeg_frames: int = DEFAULT_MAX_JPEG_FRAMES,
+                      crf: int = encoding.DEFAULT_CRF, gop_size: int = encoding.DEFAULT_GOP_SIZE,
+                      preset: str = encoding.DEFAULT_PRESET, jpeg_quality: int = encoding.DEFAULT_JPEG_QUALITY,
+                      backend: str = "auto") -> dict[str, Any]:
   """Decodes, resizes and re-encodes the video file `path`: one shard record (a dict, the format above).
 
-  `serialize_record` packs it. `record_path` is the record's 'path' field (default `path` as given;
-  the build stores the path relative to its input folder). `short_side=0` keeps the frame size. The other
-  arguments are data_prep.build_shards'. Raises decoding.DecodeError (or any exception) with the reason the file is
-  skipped: empty, not a video, truncated, corrupt, or fewer than `min_frames` frames.
+  Frame by frame (decoding.read_video: upright, short side at most `short_side`, constant rate), so memory is
+  bounded whatever the video's length. `serialize_record` packs the record. `record_path` is the record's
+  'path' field (default `path` as given; the build stores the path relative to its input folder).
+  `short_side=0` keeps the frame size. `max_frames > 0` keeps the first frames only. A JPEG record keeps every
+  frame's JPEG in memory and in one record (about 30 KB a frame at 320p), so a video longer than
+  `max_jpeg_frames` frames (0: no limit) fails as 'too long for jpeg'. The other arguments are
+  data_prep.build_shards'. Raises decoding.DecodeError (or any exception) with the reason the file is skipped:
+  missing, not a regular file, empty, not a video, truncated, corrupt, fewer than `min_frames` frames, or too
+  long for JPEG.
   """
   if video_format not in ("mp4", "jpeg"):
     raise ValueError(f"--format must be 'mp4' or 'jpeg', got {video_format!r}")
-  frames, info = decoding.read_video_frames(path, short_side, backend, max_frames)
-  if len(frames) < min_frames:
-    raise decoding.DecodeError(f"too short: {len(frames)} frame(s) < --min_frames={min_frames}")
-  record = dict(format=video_format, num_frames=len(frames), fps=info["fps"], height=info["height"],
-                width=info["width"], label=label, label_name=label_name, source=source_name,
-                path=path if record_path is None else record_path)
-  if video_format == "mp4":
-    record["video"] = encoding.encode_mp4(frames, info["fps_fraction"], crf=crf, gop_size=gop_size, preset=preset)
-  else:
-    record["frames"] = encoding.encode_jpeg_frames(frames, jpeg_quality)
-  return record
+
+  def make(backend: str) -> dict[str, Any]:
+    info, frames = decoding.read_video(path, short_side, backend, max_frames)
+    # The first min_frames frames decide 'too short' before anything is encoded.
+    head = list(itertools.islice(frames, max(min_frames, 1)))
+    if len(head) < max(min_frames, 1):
+      raise decoding.DecodeError(f"too short: {len(head)} frame(s) < --min_frames={max(min_frames, 1)}")
+    counted = _CountedFrames(itertools.chain(head, frames), max_jpeg_frames if video_format == "jpeg" else 0)
+    record = dict(format=video_format, fps=info["fps"], height=info["height"], width=info["width"], label=label,
+                  label_name=label_name, source=source_name, path=path if record_path is None else record_path)
+    if video_format == "mp4":
+      record["video"] = encoding.encode_mp4(counted, info["fps_fraction"], crf=crf, gop_size=gop_size,
+                                            preset=preset)
+    else:
+      record["frames"] = encoding.encode_jpeg_frames(counted, jpeg_quality)
+    record["num_frames"] = counted.count
+    return record
+
+  backend = decoding.resolve_backend(backend)
+  try:
+    return make(backend)
+  except decoding.DecodeError:
+    if backend != "decord":
+      raise
+    # decord 0.6 fails on streams PyAV reads (GIF, MPEG-TS, 48-pixel-wide frames), so a decord failure is final
+    # only if PyAV fails too; what was encoded is redone.
+    return make("pyav")
+
+
+class _CountedFrames:
+  """Iterates `frames`, counting them; more than `limit` (> 0) raises 'too long for jpeg'."""
+
+  def __init__(self, frames: Iterator[Any], limit: int):
+    self.frames, self.limit, self.count = frames, limit, 0
+
+  def __iter__(self) -> Iterator[Any]:
+    for frame in self.frames:
+      self.count += 1
+      if self.limit and self.count > self.limit:
+        raise decoding.DecodeError(f"too long for jpeg: more than --max_jpeg_frames={self.limit} frames; use "
+                                   "--format=mp4, --max_frames or a larger --max_jpeg_frames")
+      yield frame
 
 
 def write_shard_folder(output_dir: str, source_name: str, records: list[Mapping[str, Any]], labels: list[str], *,

@@ -1,6 +1,7 @@
 """Tiny video files for tests: good ones, and each kind of bad file the shard builder must survive."""
 from __future__ import annotations
 
+import fractions
 import os
 
 import numpy as np
@@ -28,6 +29,32 @@ def write_good_video(path: str, *, num_frames: int = 12, height: int = 32, width
   with open(path, "wb") as f:
     f.write(data)
   return data
+
+
+def write_video(path: str, frames: np.ndarray, *, fps: int = 10, times: list[float] | None = None,
+                rotation: int = 0, codec: str = "libx264", pix_fmt: str = "yuv420p", container_format: str = "",
+                options: dict[str, str] | None = None) -> None:
+  """Writes RGB frames with PyAV in the container the file name (or `container_format`) names: timestamps
+  `times` in seconds (variable frame rate) instead of 1 / fps apart, and `rotation` degrees counter-clockwise
+  in the display matrix (what phones write; -90 is the old `rotate=90` tag)."""
+  import av  # pylint: disable=import-outside-toplevel
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with av.open(path, "w", format=container_format or None, options=options or {}) as container:
+    stream = container.add_stream(codec, rate=fps)
+    stream.height, stream.width = frames.shape[1:3]
+    stream.pix_fmt = pix_fmt
+    if times is not None:
+      stream.codec_context.time_base = fractions.Fraction(1, 1000)
+    if rotation:
+      stream.set_display_rotation(rotation)
+    for index, frame in enumerate(frames):
+      video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+      if times is not None:
+        video_frame.pts, video_frame.time_base = round(times[index] * 1000), fractions.Fraction(1, 1000)
+      for packet in stream.encode(video_frame):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
 
 
 def write_bad_videos(folder: str) -> dict[str, str]:
