@@ -355,3 +355,73 @@ def test_encoder_only_weights_are_an_encoder():
   config = mapping.infer_model_config(cleaned, kind, **SMALL_IMPORT_FLAGS)
   assert kind == mapping.KIND_ENCODER and "norm.weight" in cleaned
   assert config["num_classes"] == 0 and config["pooled_norm"] == "norm" and config["width"] == 64
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Bad inputs and outputs: a clear message, nothing half written.
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _small_pth(path, kind=mapping.KIND_CLASSIFIER):
+  import torch  # pylint: disable=import-outside-toplevel
+  state = mapping.flax_to_official(random_params(small_spec(), kind), kind)
+  torch.save({"model": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}}, str(path))
+  return state
+
+
+def test_broken_input_files_say_what_is_wrong(tmp_path):
+  good = tmp_path / "good.pth"
+  state = _small_pth(good)
+  cases = {
+      "empty.pth": (b"", r"is empty \(0 bytes\): not a checkpoint"),
+      "truncated.pth": (good.read_bytes()[: good.stat().st_size // 2], r"looks like a PyTorch checkpoint but cannot "
+                        r"be read .*truncated or corrupt"),
+      "random.pth": (np.random.default_rng(0).bytes(4096), r"is not a PyTorch or safetensors checkpoint"),
+  }
+  for name, (data, message) in cases.items():
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(ValueError, match=message):
+      from_pytorch.import_pytorch(str(tmp_path / name), **SMALL_IMPORT_FLAGS)
+  # A safetensors file under a .pth name is read as what it is.
+  from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
+  save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp_path / "misnamed.pth"))
+  assert from_pytorch.import_pytorch(str(tmp_path / "misnamed.pth"), **SMALL_IMPORT_FLAGS).kind == "classifier"
+  # An integer tensor where a weight belongs.
+  import torch  # pylint: disable=import-outside-toplevel
+  bad = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+  bad["head.weight"] = bad["head.weight"].to(torch.int64)
+  torch.save({"model": bad}, str(tmp_path / "int.pth"))
+  with pytest.raises(ValueError, match=r"weights must be floating point, and 1 are not: head.weight \(int64\)"):
+    from_pytorch.import_pytorch(str(tmp_path / "int.pth"), **SMALL_IMPORT_FLAGS)
+
+
+def test_outputs_a_file_for_a_folder_and_overwrite_leaves_nothing_stale(tmp_path):
+  source = tmp_path / "good.pth"
+  _small_pth(source)
+  (tmp_path / "a_file").write_text("x")
+  with pytest.raises(FileExistsError, match=r"is a file; name the folder to write"):
+    from_pytorch.convert(str(source), str(tmp_path / "a_file"), **SMALL_IMPORT_FLAGS)
+  export = tmp_path / "export"
+  from_pytorch.convert(str(source), str(export), **SMALL_IMPORT_FLAGS)
+  (export / "stale_from_an_old_export.bin").write_bytes(b"old")
+  with pytest.raises(FileExistsError, match="pass --overwrite"):
+    from_pytorch.convert(str(source), str(export), **SMALL_IMPORT_FLAGS)
+  from_pytorch.convert(str(source), str(export), overwrite=True, **SMALL_IMPORT_FLAGS)
+  assert sorted(os.listdir(export)) == ["model.json", "params"]
+  other = tmp_path / "my_notes"
+  other.mkdir()
+  (other / "notes.txt").write_text("keep me")
+  with pytest.raises(FileExistsError, match=r"holds other files \(notes.txt\)"):
+    from_pytorch.convert(str(source), str(other), overwrite=True, **SMALL_IMPORT_FLAGS)
+  assert (other / "notes.txt").read_text() == "keep me"
+  with pytest.raises(FileExistsError, match=r"is a folder; name the file to write"):
+    to_pytorch.convert(str(export), str(export), "videomaev2", overwrite=True)
+
+
+def test_from_pytorch_cli_on_an_empty_file_is_one_line(tmp_path):
+  (tmp_path / "empty.pth").write_bytes(b"")
+  out = subprocess.run([sys.executable, "-m", "videomae_jax.tools.from_pytorch", f"--input={tmp_path}/empty.pth",
+                        f"--output={tmp_path}/out"], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert out.returncode == 1 and "Traceback" not in out.stderr
+  assert out.stderr.strip().endswith("is empty (0 bytes): not a checkpoint; download it again.")

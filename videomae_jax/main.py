@@ -12,13 +12,15 @@ import os
 import sys
 
 import jax
+import numpy as np
 from absl import app, flags
-from etils import epath
+from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
 import videomae_jax
-from videomae_jax import resolve, tasks, train, xla_flags
-from videomae_jax.errors import ConfigError
+from videomae_jax import checkpointing, resolve, tasks, train, xla_flags
+from videomae_jax import workdir as workdir_lib
+from videomae_jax.errors import ConfigError, NonFiniteLossError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
@@ -29,6 +31,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (wi
 _DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                                  "auto: initialize jax.distributed on TPU pods, SLURM and when "
                                  "--coordinator_address is given.")
+_BREAK_LOCK = flags.DEFINE_bool("break_lock", False,
+                                 "Take the workdir's lock even if another trainer seems to hold it (only when that "
+                                 "trainer is known to be gone).")
 _CACHE_DIR = flags.DEFINE_string("compilation_cache_dir", os.path.expanduser("~/.cache/videomae_jax/xla"),
                                  "Persistent XLA compilation cache ('' disables it).")
 
@@ -74,24 +79,48 @@ def main(argv):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
   workdir = _WORKDIR.value  # a local path or gs://bucket/run
   try:
+    # Counts and the workdir's kind first: nothing is built, read or written for a config that cannot run.
+    train.check_config(_CONFIG.value)
+    workdir_lib.check_path(workdir)
     summary = _train(resolve.resolve(_CONFIG.value), workdir, user_flags)
-  except ConfigError as error:
-    # What the user must change, as one message: a traceback would bury it.
-    logging.error("Configuration error: %s", error)
-    sys.exit(f"Configuration error: {error}")
+  except _ONE_MESSAGE_ERRORS as error:
+    # What the user must know or change, as one message: a traceback would bury it.
+    kind = "Configuration error" if isinstance(error, ConfigError) else "Training stopped"
+    logging.error("%s: %s", kind, error)
+    sys.exit(f"{kind}: {error}")
   logging.info("Finished: %s", json.dumps(summary))
 
 
+_ONE_MESSAGE_ERRORS = (ConfigError, NonFiniteLossError, checkpointing.CheckpointSaveError,
+                       checkpointing.NoUsableCheckpointError)
+
+
 def _train(config, workdir: str, user_flags: dict[str, str]):
-  """Writes the resolved config (the one that runs) and trains."""
-  tasks.from_config(config)  # A bad config fails before anything is written to the workdir.
-  if jax.process_index() == 0:
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True))
-  logging.info("JAX %s, %d processes, %d devices (%s).", jax.__version__, jax.process_count(), jax.device_count(),
-               jax.devices()[0].device_kind)
-  logging.info("XLA / runtime flags set: %s", json.dumps(user_flags))
-  return train.run(config, workdir)
+  """Checks the config, takes the workdir, writes the resolved config (the one that runs) and trains."""
+  tasks.from_config(config)  # A bad model or task fails here, before anything is written or compiled.
+  folder = workdir_lib.check_path(workdir)
+  lock = workdir_lib.Lock(workdir, break_lock=_BREAK_LOCK.value)
+  refusal = None
+  if jax.process_index() == 0:  # one lock per run: process 0 holds it for all
+    try:
+      lock.acquire()
+    except workdir_lib.WorkdirLockedError as error:
+      refusal = error
+  if multihost_utils.broadcast_one_to_all(np.int32(refusal is not None)):
+    raise refusal or workdir_lib.WorkdirLockedError(f"{folder} is in use by another trainer (see process 0).")
+  try:
+    allowed = workdir_lib.check_restart(config, folder, checkpointing.latest_saved_step(workdir))
+    for change in allowed:
+      logging.info("Config changed since the last start (allowed on restart): %s", change)
+    if jax.process_index() == 0:
+      (folder / workdir_lib.CONFIG_FILE).write_text(config.to_json_best_effort(indent=1, sort_keys=True))
+    logging.info("JAX %s, %d processes, %d devices (%s).", jax.__version__, jax.process_count(),
+                 jax.device_count(), jax.devices()[0].device_kind)
+    logging.info("XLA / runtime flags set: %s", json.dumps(user_flags))
+    return train.run(config, workdir)
+  finally:
+    if jax.process_index() == 0:
+      lock.release()
 
 
 if __name__ == "__main__":

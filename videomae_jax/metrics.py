@@ -5,7 +5,9 @@ TensorFlow (2 GB of the install; MaxText does the same), and through etils.epath
 ones (fsspec / gcsfs without TensorFlow). Only process 0 writes.
 `metrics.jsonl` holds one JSON object per logged step with at least `step` and `train/loss`; a resumed run appends,
 and lines for steps past the restored checkpoint (written before a crash) are dropped first so the file always
-describes one uninterrupted run.
+describes one uninterrupted run. Both files are rewritten whole under a temporary name and renamed over the old
+one (object stores replace an object atomically anyway), so a kill mid-write leaves the previous version, never
+a torn or empty file; a torn last line from an older version is dropped with a warning.
 """
 from __future__ import annotations
 
@@ -42,6 +44,31 @@ class Writer:
     self.flush()
 
 
+def _replace(path: epath.Path, data: bytes) -> None:
+  """Writes `data` as `path` whole: a temporary file renamed over it locally; one object write on gs://."""
+  if "://" in str(path):
+    path.write_bytes(data)
+    return
+  temporary = f"{path}.tmp-{os.getpid()}"
+  with open(temporary, "wb") as f:
+    f.write(data)
+  os.replace(temporary, str(path))
+
+
+def _parse_lines(text: str, path: epath.Path) -> list:
+  lines, torn = [], 0
+  for line in text.splitlines(keepends=True):
+    try:
+      if line.strip():
+        json.loads(line)
+        lines.append(line if line.endswith("\n") else line + "\n")
+    except ValueError:
+      torn += 1
+  if torn:
+    logging.warning("%s: dropped %d unreadable line(s) (a write cut short before this version).", path, torn)
+  return lines
+
+
 class JsonlWriter(Writer):
   """Writes {'step': ..., **scalars} lines; local paths and gs:// alike (object stores cannot append, so the
   file is rewritten whole at each flush: a few MB for a long run)."""
@@ -49,11 +76,11 @@ class JsonlWriter(Writer):
   def __init__(self, path: str):
     self.path = epath.Path(path)
     self._pending: Dict[int, Dict[str, Any]] = {}
-    self._lines = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
+    self._lines = _parse_lines(self.path.read_text(), self.path) if self.path.exists() else []
 
   def truncate_after(self, step: int) -> None:
-    self._lines = [line for line in self._lines if line.strip() and json.loads(line)["step"] <= step]
-    self.path.write_text("".join(self._lines))
+    self._lines = [line for line in self._lines if json.loads(line)["step"] <= step]
+    _replace(self.path, "".join(self._lines).encode())
 
   def write_scalars(self, step, scalars):
     # Buffered until flush() so that everything logged for one step lands on one line.
@@ -65,7 +92,7 @@ class JsonlWriter(Writer):
     for step in sorted(self._pending):
       self._lines.append(json.dumps({"step": step, **self._pending[step]}) + "\n")
     self._pending.clear()
-    self.path.write_text("".join(self._lines))
+    _replace(self.path, "".join(self._lines).encode())
 
 
 class TensorBoardWriter(Writer):
@@ -100,7 +127,7 @@ class TensorBoardWriter(Writer):
   def flush(self):
     if self._dirty:
       self._path.parent.mkdir(parents=True, exist_ok=True)
-      self._path.write_bytes(self._buffer.getvalue())
+      _replace(self._path, self._buffer.getvalue())
       self._dirty = False
 
 

@@ -31,7 +31,11 @@ SUMMARY_FILE = "run_summary.json"
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """Trains until the end of the schedule (or preemption). Returns a summary (last step, last loss, stopped)."""
+  """Trains until the end of the schedule (or preemption). Returns a summary (last step, last loss, stopped).
+
+  `python -m videomae_jax.main` also takes the workdir's lock and checks a restart's config
+  (videomae_jax.workdir); called directly, the caller owns the workdir."""
+  check_config(config)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   # From here on SIGTERM / SIGUSR1 only ask for a checkpoint at the next step boundary.
   handler = preemption.PreemptionHandler(config.preemption_check_every_steps).install()
@@ -39,6 +43,39 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     return _run(config, workdir, handler)
   finally:
     handler.uninstall()
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """The trainer's own counts and rates, before anything is written or compiled: a ConfigError listing every
+  value that cannot work (instead of a ZeroDivisionError after compiling, or a silent 1200-epoch default)."""
+  problems = []
+  for key in ("batch_size", "data.repeated_aug", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+              "preemption_check_every_steps", "data.num_videos_per_epoch"):
+    value = config
+    for part in key.split("."):
+      value = value[part]
+    if not (isinstance(value, int) and value > 0):
+      problems.append(f"config.{key}={value!r} must be a whole number > 0")
+  if not problems and config.batch_size % config.data.repeated_aug:
+    problems.append(f"config.batch_size={config.batch_size} must be a multiple of config.data.repeated_aug="
+                    f"{config.data.repeated_aug} (each decoded clip gives that many views)")
+  if config.num_train_steps == -1:
+    if not config.total_epochs > 0:
+      problems.append(f"config.total_epochs={config.total_epochs!r} must be > 0 (or set config.num_train_steps)")
+  elif not config.num_train_steps > 0:
+    problems.append(f"config.num_train_steps={config.num_train_steps!r} must be > 0, or -1 to run "
+                    "config.total_epochs")
+  if config.warmup_steps < -1:
+    problems.append(f"config.warmup_steps={config.warmup_steps} must be >= 0, or -1 to use config.warmup_epochs")
+  if config.warmup_epochs < 0:
+    problems.append(f"config.warmup_epochs={config.warmup_epochs} must be >= 0")
+  for key in ("base_lr", "min_lr", "weight_decay"):
+    if config.optimizer[key] < 0:
+      problems.append(f"config.optimizer.{key}={config.optimizer[key]} must be >= 0")
+  if config.data.num_workers < 0:
+    problems.append(f"config.data.num_workers={config.data.num_workers} must be >= 0 (0: decode in this process)")
+  if problems:
+    raise ConfigError("; ".join(problems) + ".")
 
 
 def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.PreemptionHandler) -> Dict[str, Any]:
@@ -65,12 +102,16 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
                step.compile_seconds, flops_per_step, _describe_memory(step.memory))
 
   # Input and state --------------------------------------------------------------------------------------------
-  data_iterator = iter(pipeline.make_dataset(config, mode=task.input_mode, process_index=jax.process_index(),
-                                             process_count=jax.process_count(), seed=config.seed))
+  def make_iterator():
+    return iter(pipeline.make_dataset(config, mode=task.input_mode, process_index=jax.process_index(),
+                                      process_count=jax.process_count(), seed=config.seed))
+
   if restored_step is not None:
-    _, state = checkpointer.restore(step.abstract_state, data_iterator, step=restored_step)
+    # The newest checkpoint that passes its checksums and restores; damaged ones are set aside with a warning.
+    restored_step, state, data_iterator = checkpointer.restore_latest(step.abstract_state, make_iterator)
     logging.info("Resumed from %s at step %d.", checkpointer.directory, restored_step)
   else:
+    data_iterator = make_iterator()
     state = step.init_state(config.seed)
     if config.init_from:
       params = _load_initial_params(config, task, state["params"], step.state_shardings["params"])
@@ -92,13 +133,14 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
                for key in step.abstract_batch}
       data_wait += time.time() - wait_start
       state, step_metrics = step(state, batch)
+      checkpointer.raise_if_save_failed()  # a background save that failed stops the run here, not a save later
       current += 1
       window_steps += 1
       pending.append(step_metrics)
       is_last = current == total_steps
       checkpoint_now = current % config.checkpoint_every_steps == 0 or is_last
       if current % config.log_every_steps == 0 or checkpoint_now:
-        last_loss = _write_metrics(writer, current, pending)
+        last_loss = _write_metrics(writer, current, pending, config, checkpointer.latest_step)
         pending = []
         throughput = metrics.throughput_metrics(
             steps=window_steps, seconds=time.time() - window_start, data_wait_seconds=data_wait,
@@ -114,7 +156,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
         checkpoint_now = True
       if checkpoint_now:
         if pending:
-          last_loss = _write_metrics(writer, current, pending)
+          last_loss = _write_metrics(writer, current, pending, config, checkpointer.latest_step)
           pending = []
         checkpointer.save(current, state, data_iterator, force=True)
       if stopped_by:
@@ -135,16 +177,28 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
   return summary
 
 
-def _write_metrics(writer, step: int, pending: list) -> float:
-  """Averages the metrics of the steps since the last write; raises on a non-finite loss (before any save)."""
+def _write_metrics(writer, step: int, pending: list, config, last_checkpoint) -> float:
+  """Averages the metrics of the steps since the last write; raises (before any save) when a step was not finite.
+
+  The step itself refused that update (train_step: `train/nonfinite`), so the state in memory and every saved
+  checkpoint hold finite parameters; the message says which checkpoint a restart resumes from."""
   values = jax.device_get(pending)
-  losses = np.asarray([v["train/loss"] for v in values], np.float64)
-  if not np.all(np.isfinite(losses)):
-    first_bad = step - len(losses) + 1 + int(np.argmin(np.isfinite(losses)))
+  bad = [i for i, v in enumerate(values) if v["train/nonfinite"] > 0 or not np.isfinite(v["train/loss"])]
+  if bad:
+    first = values[bad[0]]
+    first_bad = step - len(values) + 1 + bad[0]
+    what = (f"train/loss became {float(first['train/loss'])}" if not np.isfinite(first["train/loss"]) else
+            f"the update made non-finite or overflowing parameters (train/grad_norm {float(first['train/grad_norm']):.3g})")
+    latest = last_checkpoint()
+    resume = (f"The newest checkpoint, step {latest}, holds finite parameters (every saved state passed the same "
+              "check) and a restart resumes from it." if latest is not None else
+              "No checkpoint was saved yet: a restart begins from scratch.")
+    warmup = (f"config.warmup_steps (now {config.warmup_steps})" if config.warmup_steps >= 0 else
+              f"config.warmup_epochs (now {config.warmup_epochs})")
     raise NonFiniteLossError(
-        f"train/loss became {losses[~np.isfinite(losses)][0]} at step {first_bad}. The run stopped without saving "
-        "this state; the last good checkpoint is kept. Lower config.optimizer.base_lr, raise warmup_epochs, or "
-        "use config.model.compute_dtype='float32' to investigate.")
+        f"At step {first_bad} {what}; that update was not applied and the run stopped without saving. {resume} "
+        f"Lower config.optimizer.base_lr (now {config.optimizer.base_lr}) or raise {warmup} before restarting; "
+        "config.model.compute_dtype='float32' helps to investigate.")
   mean = {key: float(np.mean([np.asarray(v[key]) for v in values])) for key in values[0]}
   writer.write_scalars(step, mean)
   return mean["train/loss"]

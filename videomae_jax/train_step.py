@@ -38,12 +38,28 @@ def make_train_step(task: tasks.Task, optimizer: optax.GradientTransformation,
     (loss, aux), grads = grad_fn(state["params"])
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = {"train/loss": loss, "train/grad_norm": optax.global_norm(grads),
+    grad_norm = optax.tree.norm(grads)
+    # The update is kept only if everything it made is finite, so the state (hence every checkpoint) never holds
+    # a NaN or an overflowing parameter; the loop stops at the next log with `train/nonfinite` > 0. Norms, not
+    # elementwise checks: a float32 norm overflows for entries above ~1e19, which also catches a parameter that
+    # has diverged to 1e27 without being inf yet. XLA fuses the reductions into the update's own pass.
+    finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _finite_norm(updates) & _finite_norm(params)
+              & _finite_norm(opt_state))
+    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    params = jax.tree.map(keep, params, state["params"])
+    opt_state = jax.tree.map(keep, opt_state, state["opt_state"])
+    metrics = {"train/loss": loss, "train/grad_norm": grad_norm, "train/nonfinite": 1.0 - finite.astype(jnp.float32),
                "train/lr": schedule(state["step"]), **{f"train/{k}": v for k, v in aux.items()}}
     new_state = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
     return new_state, metrics
 
   return train_step
+
+
+def _finite_norm(tree) -> jax.Array:
+  """Whether the global norm of a tree's floating leaves is finite (no NaN or inf, no entry above ~1e19)."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+  return jnp.isfinite(optax.tree.norm(leaves)) if leaves else jnp.array(True)
 
 
 def init_train_state(task: tasks.Task, optimizer: optax.GradientTransformation, seed: int) -> State:

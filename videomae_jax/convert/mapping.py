@@ -216,7 +216,7 @@ def official_to_flax(state_dict: Mapping[str, np.ndarray], spec: ModelSpec, kind
   """
   expected = expected_param_shapes(spec, kind)
   missing, wrong, flat = [], [], {}
-  consumed = set()
+  consumed, not_float = set(), []
   for path, flax_shape in expected.items():
     key, layout = official_key(path, kind)
     want = _torch_shape(flax_shape, layout)
@@ -228,7 +228,14 @@ def official_to_flax(state_dict: Mapping[str, np.ndarray], spec: ModelSpec, kind
     if tuple(value.shape) != want:
       wrong.append((key, want, tuple(value.shape)))
       continue
+    if not np.issubdtype(value.dtype, np.floating):  # an integer weight would be cast silently
+      not_float.append(f"{key} ({value.dtype})")
+      continue
     flat[path] = _from_torch_layout(value, layout).astype(np.float32)
+  if not_float:
+    raise ValueError(f"{what}: weights must be floating point, and {len(not_float)} are not: "
+                     f"{', '.join(not_float[:5])}. The file is not a model checkpoint of this kind, or was "
+                     "written wrongly.")
   unexpected = [key for key in state_dict if key not in consumed]
   if missing or unexpected or wrong:
     raise StateDictMismatchError(f"{what} (for the {describe(spec, kind)})", missing, unexpected, wrong)

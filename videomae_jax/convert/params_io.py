@@ -94,6 +94,37 @@ def architecture_config(model_config: Any, kind: str) -> Dict[str, Any]:
 # Writing
 # ----------------------------------------------------------------------------------------------------------------
 
+# Files our writers put in an output folder (params exports, hub and transformers folders): --overwrite replaces
+# a folder only when it holds some of them, so it never empties a folder that was something else.
+OUTPUT_MARKERS = (MODEL_JSON, PARAMS_DIR, "config.json", "model.safetensors", "model.safetensors.index.json",
+                  "pytorch_model.bin")
+
+
+def prepare_output(path: PathLike, *, overwrite: bool, folder: bool = True) -> epath.Path:
+  """Checks an --output before anything is converted; with `overwrite`, removes the old output whole (no stale
+  files of it stay beside the new one). `folder`: the output is a folder (else one file)."""
+  output = _path(path)
+  if not output.exists():
+    return output
+  if folder and not output.is_dir():
+    raise FileExistsError(f"--output={path} is a file; name the folder to write (it is created).")
+  if not folder and output.is_dir():
+    raise FileExistsError(f"--output={path} is a folder; name the file to write (e.g. {path}/model.pth).")
+  if folder and not any(output.iterdir()):
+    return output
+  if not overwrite:
+    raise FileExistsError(f"{path} exists; choose another --output or pass --overwrite.")
+  if folder:
+    names = sorted(p.name for p in output.iterdir())
+    if not any(name in OUTPUT_MARKERS for name in names):
+      raise FileExistsError(f"--overwrite replaces an earlier output of ours, and {path} holds other files "
+                            f"({', '.join(names[:5])}); choose another --output or empty it yourself.")
+    output.rmtree()
+  else:
+    output.unlink()
+  return output
+
+
 def save_params_export(output_dir: PathLike, params: Mapping[str, Any], kind: str, model_config: Any, *,
                        overwrite: bool = False, hub_config: Optional[Mapping[str, Any]] = None) -> str:
   """Writes `{output_dir}/params` (orbax, per-layer layout, numpy) and `{output_dir}/model.json`.
@@ -110,9 +141,7 @@ def save_params_export(output_dir: PathLike, params: Mapping[str, Any], kind: st
   params = jax.tree.map(np.asarray, dict(params))
   model = architecture_config(model_config, kind)
   mapping.check_flax_params(params, model_spec_from_config(model), kind, what="params to export")
-  if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-    raise FileExistsError(f"{output_dir} exists and is not empty; choose another output or pass overwrite=True "
-                          "(--overwrite).")
+  prepare_output(output_dir, overwrite=overwrite)
   output_dir.mkdir(parents=True, exist_ok=True)
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(output_dir / PARAMS_DIR, params, force=overwrite)

@@ -167,9 +167,8 @@ def convert(source: str, output: str, fmt: str, *, step: Optional[int] = None, o
   """Reads `source` (anything params_io.load_params accepts) and writes `output` in format `fmt`."""
   if fmt not in FORMATS:
     raise ValueError(f"--format={fmt!r}; use one of {FORMATS}.")
-  if os.path.exists(output) and not overwrite and (os.path.isfile(output) or os.listdir(output)):
-    raise FileExistsError(f"{output} exists; choose another --output or pass --overwrite.")
   loaded = params_io.load_params(source, step=step)
+  params_io.prepare_output(output, overwrite=overwrite, folder=fmt != "videomaev2")
   model_config = resolve_model_config(loaded, **config_overrides)
   spec = mapping.model_spec_for_export(model_spec_from_config(model_config))
   mapping.check_flax_params(loaded.params, spec, loaded.kind, what=f"params from {loaded.path}")

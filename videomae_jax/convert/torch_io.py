@@ -57,14 +57,25 @@ def load_torch_file(path: str) -> Mapping[str, Any]:
   what the file needs, rather than running arbitrary code.
   """
   torch = require("torch")
-  if path.endswith(".safetensors"):
-    return require("safetensors.torch").load_file(path, device="cpu")
+  kind = file_kind(path)
+  if kind == "safetensors":  # whatever its name says
+    try:
+      return require("safetensors.torch").load_file(path, device="cpu")
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(f"{path} is a safetensors file that cannot be read ({e}): it may be truncated; download "
+                       "it again.") from e
+  if kind == "unknown":
+    raise ValueError(f"{path} is not a PyTorch or safetensors checkpoint (it starts with "
+                     f"{_head(path)[:8]!r}): check the file name and download it again.")
   try:
     with torch.serialization.safe_globals([argparse.Namespace]):
       return torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # pickle.UnpicklingError, or RuntimeError wrapping it
-    if "weights_only" not in str(e) and "Unsupported global" not in str(e):
-      raise
+    unsafe = "Unsupported global" in str(e) or "GLOBAL" in str(e)
+    if not unsafe:
+      first_line = (str(e).splitlines() or [""])[0][:200]
+      raise ValueError(f"{path} looks like a PyTorch checkpoint but cannot be read ({type(e).__name__}: "
+                       f"{first_line}): it is probably truncated or corrupt; download it again.") from e
     try:
       needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception:  # pylint: disable=broad-except
@@ -73,6 +84,28 @@ def load_torch_file(path: str) -> Mapping[str, Any]:
         f"{path} holds pickled objects other than tensors ({needed}), which are not loaded for safety. Re-save "
         "only the weights, e.g. torch.save({'model': checkpoint['model']}, 'weights.pth'), in a trusted "
         "environment.") from e
+
+
+def _head(path: str, size: int = 16) -> bytes:
+  with open(path, "rb") as f:
+    return f.read(size)
+
+
+def file_kind(path: str) -> str:
+  """'empty' is an error; else what the bytes say: 'torch_zip' (torch.save since 1.6), 'torch_pickle' (older
+  torch.save), 'safetensors' (8-byte header length, then a JSON header) or 'unknown'."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} does not exist.")
+  if os.path.getsize(path) == 0:
+    raise ValueError(f"{path} is empty (0 bytes): not a checkpoint; download it again.")
+  head = _head(path)
+  if head.startswith(b"PK\x03\x04"):
+    return "torch_zip"
+  if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle protocol 2-5
+    return "torch_pickle"
+  if len(head) > 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < os.path.getsize(path):
+    return "safetensors"
+  return "unknown"
 
 
 def state_dict_to_numpy(state_dict: Mapping[str, Any]) -> Dict[str, np.ndarray]:

@@ -435,7 +435,10 @@ def crop_canvas(config, *, default: tuple[int, int] | None = None) -> tuple[int,
       else:
         why = "it has no path yet"
     except (FileNotFoundError, OSError) as e:
-      why = f"its description cannot be read ({e})"
+      if default is not None:
+        return tuple(default)
+      # Not a canvas question: the source itself is missing, and setting a canvas would not help.
+      raise ConfigError(f"config.data.sources[{index}] ({source.get('name')}): {e}") from e
     if not size:
       if default is not None:
         return tuple(default)
