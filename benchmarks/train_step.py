@@ -37,6 +37,11 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
 _BATCH_SIZES = flags.DEFINE_string("batch_sizes", "", "Comma-separated global batch sizes (default: 1 per device).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per batch size (after one warm-up step).")
 _JSON = flags.DEFINE_string("json", "", "Also write the rows to this JSON file.")
+_COMPARE_TORCH = flags.DEFINE_bool(
+    "compare_torch", False, "Also time transformers' VideoMAE (PyTorch, the `torch` extra) at the config's size: "
+    "its VideoMAE V1 pretraining step against ours in V1 mode (--config.masking.decoder=none), and the "
+    "classifier's inference on every token; alternating rounds, medians and our/PyTorch ratios.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "--compare_torch: alternating measurement rounds (median reported).")
 
 
 def _peak_memory(device, step) -> tuple[int, str]:
@@ -117,11 +122,105 @@ def format_table(rows: list) -> str:
   return "\n".join(lines)
 
 
+def compare_torch(config, batch_size: int, num_steps: int, rounds: int) -> list:
+  """Our train step (V1 mode) and classifier inference against transformers' VideoMAE, same size and batch, in
+  alternating rounds on this process's devices (pin the process, e.g. `taskset -c 0`, for one core)."""
+  import statistics  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_baseline  # pylint: disable=import-outside-toplevel
+  from videomae_jax import normalization  # pylint: disable=import-outside-toplevel
+  from videomae_jax.models import VideoClassifier, model_spec_from_config  # pylint: disable=import-outside-toplevel
+  if config.masking.encoder != "tube" or config.masking.decoder != "none":
+    raise app.UsageError("--compare_torch times VideoMAE V1 on both sides: add --config.masking.encoder=tube "
+                         "--config.masking.decoder=none")
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.batch_size, config.data.repeated_aug, config.data.crop_on_device = batch_size, 1, False
+  ours = train_step.build(config)
+  state = ours.init_state(0)
+  rng = np.random.default_rng(0)
+  batch = {key: jax.device_put(_synthetic(key, spec, ours.abstract_batch, config, rng), ours.batch_sharding)
+           for key, spec in ours.abstract_batch.items()}
+  bf16 = config.model.compute_dtype == "bfloat16"  # the same precision on both sides: autocast for PyTorch
+  theirs = torch_baseline.TrainStep(config, batch_size, ours.task.plan.num_encoder_tokens, bf16=bf16)
+
+  def time_ours(num):
+    nonlocal state
+    state, metrics = ours(state, batch)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for _ in range(num):
+      state, metrics = ours(state, batch)
+    jax.block_until_ready((state, metrics))
+    return (time.perf_counter() - start) / num
+
+  spec = model_spec_from_config(dict(config.model, num_classes=400, pooled_norm="fc_norm"))
+  classifier = VideoClassifier(spec)
+  video = normalization.normalize(jnp.asarray(rng.integers(0, 255, (batch_size, spec.num_frames, spec.image_size,
+                                                                     spec.image_size, 3), dtype=np.uint8)))
+  params = jax.jit(classifier.init)(jax.random.key(0), video)
+  infer = jax.jit(classifier.apply)
+  jax.block_until_ready(infer(params, video))
+  their_inference = torch_baseline.Inference(config, batch_size, bf16=bf16)
+
+  def time_infer(num):
+    start = time.perf_counter()
+    for _ in range(num):
+      logits = infer(params, video)
+    jax.block_until_ready(logits)
+    return (time.perf_counter() - start) / num
+
+  # Each timing: (wall s, CPU s) per step. The process's CPU seconds count what each side computes whatever
+  # else the machine runs; wall time is what a user waits for. Every call runs num_steps + 1 steps (one warm-up
+  # inside the call) except time_infer's num_steps.
+  times = {"ours_train": [], "torch_train": [], "ours_infer": [], "torch_infer": []}
+  calls = {"ours_train": (time_ours, num_steps + 1), "torch_train": (theirs.time, num_steps + 1),
+           "ours_infer": (time_infer, num_steps), "torch_infer": (their_inference.time, num_steps + 1)}
+  for _ in range(rounds):
+    for name, (timer, steps_run) in calls.items():
+      cpu = time.process_time()
+      wall = timer(num_steps)
+      times[name].append((wall, (time.process_time() - cpu) / steps_run))
+  median = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+  cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+  plan = ours.task.plan
+  masking = f"V1 tube {plan.num_encoder_tokens} visible / {plan.num_tokens}"
+  work = {"train": f"train step ({masking})", "infer": f"inference (classifier, {plan.num_tokens} tokens)"}
+  return [dict(work=work[kind], batch_size=batch_size, ours=batch_size / median[f"ours_{kind}"],
+               torch=batch_size / median[f"torch_{kind}"], ratio=median[f"torch_{kind}"] / median[f"ours_{kind}"],
+               ours_cpu_s=cpu[f"ours_{kind}"] / batch_size, torch_cpu_s=cpu[f"torch_{kind}"] / batch_size,
+               cpu_ratio=cpu[f"torch_{kind}"] / cpu[f"ours_{kind}"])
+          for kind in ("train", "infer")]
+
+
+def format_comparison(rows: list, config) -> str:
+  import torch  # pylint: disable=import-outside-toplevel
+  lines = [f"ViT-{config.model.variant} {config.model.num_frames}x{config.model.image_size}, "
+           f"{config.model.compute_dtype}; {jax.devices()[0].device_kind} (JAX {jax.__version__}) vs PyTorch "
+           f"{torch.__version__} eager{' (bf16 autocast)' if config.model.compute_dtype == 'bfloat16' else ''} with "
+           f"{torch.get_num_threads()} threads; cores available: "
+           f"{len(os.sched_getaffinity(0))}",
+           "| work | batch | ours clips/s | PyTorch clips/s | ours / PyTorch | ours CPU s/clip | PyTorch CPU s/clip "
+           "| ours / PyTorch (CPU) |", "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(f"| {r['work']} | {r['batch_size']} | {r['ours']:.3f} | {r['torch']:.3f} | {r['ratio']:.2f}x "
+                 f"| {r['ours_cpu_s']:.3f} | {r['torch_cpu_s']:.3f} | {r['cpu_ratio']:.2f}x |")
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
   if _CONFIG.value is None:
     raise app.UsageError("--config is required")
   config = resolve.resolve(_CONFIG.value, for_training=False)
+  if _COMPARE_TORCH.value:
+    rows = []
+    for batch_size in [int(s) for s in _BATCH_SIZES.value.split(",") if s] or [1]:
+      rows += compare_torch(config, batch_size, _STEPS.value, _ROUNDS.value)
+    print(format_comparison(rows, config))
+    if _JSON.value:
+      with open(_JSON.value, "w") as f:
+        json.dump(rows, f, indent=1)
+    return
   sizes = [int(s) for s in _BATCH_SIZES.value.split(",") if s] or [jax.device_count()]
   rows = []
   for batch_size in sizes:
@@ -134,13 +233,14 @@ def main(argv):
       rows.append({"variant": config.model.variant, "masking": f"{config.masking.encoder}+{config.masking.decoder}",
                    "batch_size": batch_size, "error": "OOM"})
       break
+    finally:
+      if _JSON.value:  # after every batch size: a sweep stopped by a time limit keeps the rows it measured
+        with open(_JSON.value, "w") as f:
+          json.dump(rows, f, indent=1)
   print(format_table(rows))
   crops = {r["crops"] for r in rows if "crops" in r}
   if crops:
     print(f"Crops: {', '.join(sorted(crops))} (crops on the device are part of the timed step).")
-  if _JSON.value:
-    with open(_JSON.value, "w") as f:
-      json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":

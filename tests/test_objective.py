@@ -46,6 +46,16 @@ def test_tubelet_targets_match_a_numpy_reference(normalize):
   np.testing.assert_allclose(ours, numpy_targets(video, 2, 4, normalize), rtol=1e-4, atol=1e-4)
 
 
+def test_targets_of_chosen_tokens_are_those_tokens_targets_exactly():
+  """pretrain_loss computes the targets of the decoder's tokens only: the same bits as gathering all targets."""
+  video = jax.random.normal(jax.random.key(0), (2, 4, 8, 8, 3))
+  indices = jnp.asarray([[7, 0, 3], [2, 2, 5]])
+  for normalize in (True, False):
+    every = objective.tubelet_targets(video, SPEC, normalize)
+    chosen = objective.tubelet_targets(video, SPEC, normalize, token_indices=indices)
+    np.testing.assert_array_equal(chosen, jnp.take_along_axis(every, indices[..., None], axis=1))
+
+
 def test_tubelet_targets_of_vit_b_have_1536_values_per_token():
   spec = model_spec_from_config(dict(variant="B"))
   shape = jax.eval_shape(lambda v: objective.tubelet_targets(v, spec), jax.ShapeDtypeStruct((1, 16, 224, 224, 3),

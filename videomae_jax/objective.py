@@ -40,10 +40,18 @@ def unpatchify(tokens: jax.Array, spec: ModelSpec) -> jax.Array:
   return x.reshape(batch, time * ts, height * p, width * p, -1)
 
 
+def _centered_and_std(pixels: jax.Array) -> Tuple[jax.Array, jax.Array, jax.Array]:
+  """[B, N, tubelet*P*P, C] -> (pixels - mean, mean, unbiased std (torch.std semantics) + 1e-6); mean and std
+  [B, N, 1, C]. jnp.var's own arithmetic, with the centered pixels kept for the targets (one pass fewer)."""
+  mean = jnp.mean(pixels, axis=-2, keepdims=True)
+  centered = pixels - mean
+  variance = jnp.sum(jnp.square(centered), axis=-2, keepdims=True) / (pixels.shape[-2] - 1)
+  return centered, mean, jnp.sqrt(variance) + TARGET_STD_EPSILON
+
+
 def _pixel_statistics(pixels: jax.Array) -> Tuple[jax.Array, jax.Array]:
   """[B, N, tubelet*P*P, C] -> mean and unbiased std (torch.std semantics) + 1e-6, each [B, N, 1, C]."""
-  mean = jnp.mean(pixels, axis=-2, keepdims=True)
-  std = jnp.sqrt(jnp.var(pixels, axis=-2, ddof=1, keepdims=True)) + TARGET_STD_EPSILON
+  _, mean, std = _centered_and_std(pixels)
   return mean, std
 
 
@@ -52,15 +60,23 @@ def tubelet_statistics(video: jax.Array, spec: ModelSpec) -> Tuple[jax.Array, ja
   return _pixel_statistics(patchify(denormalize(video), spec))
 
 
-def tubelet_targets(video: jax.Array, spec: ModelSpec, normalize: bool = True) -> jax.Array:
+def tubelet_targets(video: jax.Array, spec: ModelSpec, normalize: bool = True,
+                    token_indices: Optional[jax.Array] = None) -> jax.Array:
   """[B, T, H, W, 3] ImageNet-normalized clip -> [B, N, tubelet*P*P*3] float32 reconstruction targets.
 
   normalize=True: each tubelet normalized per channel (VideoMAE's default); False: raw [0, 1] pixels.
+  token_indices [B, K]: the targets of those tokens only, [B, K, ...]. Each tubelet's statistics are its own, so
+  gathering first gives the same numbers and skips the statistics of tokens the loss never sees (the visible
+  ones in V1 mode, half of all tokens with V2's decoder mask).
   """
   pixels = patchify(denormalize(video), spec)
+  if token_indices is not None:
+    batch, tokens, values, channels = pixels.shape
+    pixels = gather_tokens(pixels.reshape(batch, tokens, values * channels), token_indices)
+    pixels = pixels.reshape(batch, -1, values, channels)
   if normalize:
-    mean, std = _pixel_statistics(pixels)
-    pixels = (pixels - mean) / std
+    centered, _, std = _centered_and_std(pixels)
+    pixels = centered / std
   return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
 
@@ -100,7 +116,7 @@ def pretrain_loss(model: Any, variables: Any, video: jax.Array, masks: Masks, sp
   """
   predictions = model.apply(variables, video, masks.encoder_indices, masks.decoder_indices, train=train,
                             rngs=rngs or {})
-  targets = gather_tokens(tubelet_targets(video, spec, normalize_targets), masks.decoder_indices)
+  targets = tubelet_targets(video, spec, normalize_targets, token_indices=masks.decoder_indices)
   loss = reconstruction_loss(predictions, targets, masks.loss_mask)
   aux = {
       "loss_tokens_per_clip": jnp.mean(jnp.sum(masks.loss_mask, axis=-1)),
