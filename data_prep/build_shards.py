@@ -78,8 +78,9 @@ if __name__ == "__main__":
   flags.DEFINE_enum("runner", "local", ["local", "beam"], "local: this machine's worker processes (--num_workers); "
                     "beam: an Apache Beam pipeline (pip install -e '.[beam]'), same shards and dataset.json.")
   flags.DEFINE_string("beam_pipeline_options", "", "--runner=beam: comma-separated Beam pipeline flags as for "
-                      "`tfds build`, e.g. runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing "
-                      "or runner=DataflowRunner,project=P,region=R,... (docs/data.md).")
+                      "`tfds build`, e.g. runner=DirectRunner,direct_num_workers=2,"
+                      "direct_running_mode=multi_processing or runner=DataflowRunner,project=P,region=R,... "
+                      "(docs/data.md).")
 
 
 def main(argv: Sequence[str]) -> None:

@@ -51,6 +51,7 @@ import io
 import json
 import math
 import os
+import posixpath
 import stat
 import sys
 import time
@@ -58,6 +59,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from absl import logging
 
+from data_prep import storage
 from data_prep import worker_pool
 
 from videomae_jax.data import decoding
@@ -92,9 +94,11 @@ def list_inputs(input_path: str, label_names: Sequence[str] | None = None
   labels. skipped: what a folder listing left out, {reason: {'count', 'examples'}} (manifests: {}).
   """
   skipped: dict[str, Any] = {}
-  if os.path.isdir(input_path):
+  if storage.is_url(input_path) and not storage.isfile(input_path):
+    items = _list_remote(input_path, skipped)
+  elif os.path.isdir(input_path):
     items = _list_folder(input_path, skipped)
-  elif os.path.isfile(input_path):
+  elif storage.isfile(input_path):
     items = _read_manifest(input_path)
   elif _has_wildcard(input_path):
     items = _list_glob(input_path, skipped)
@@ -177,6 +181,28 @@ def _list_glob(pattern: str, skipped: dict[str, Any]) -> list[dict[str, Any]]:
   return items
 
 
+def _list_remote(url: str, skipped: dict[str, Any]) -> list[dict[str, Any]]:
+  """The video files below a remote folder (gs://bucket/k400/train) or matching a remote glob, listed as a local
+  folder or glob is (object stores have no links or FIFOs); each item keeps its listing's fingerprint, so a
+  million inputs cost no reads before decoding."""
+  pattern = url if _has_wildcard(url) else ""
+  root = url
+  if pattern:
+    parts = url.split("/")
+    root = "/".join(parts[:next(i for i, part in enumerate(parts) if _has_wildcard(part))])
+  if not pattern and not storage.isdir(url):
+    raise FileNotFoundError(f"--input {url!r} is neither a folder, a manifest file nor a glob.")
+  items = []
+  for full, info in storage.list_files(url, pattern):
+    relative = posixpath.relpath(full.split("://", 1)[1], root.split("://", 1)[1])
+    if not full.lower().endswith(VIDEO_EXTENSIONS):
+      _skip(skipped, "not a video file name (extension)", relative)
+      continue
+    items.append(dict(path=relative, file=full, label_name=relative.split("/")[0] if "/" in relative else "",
+                      fingerprint=storage.fingerprint(full, info)))
+  return items
+
+
 def _not_listed_because(path: str) -> str:
   if not os.path.exists(path):  # Follows links: a broken one, maybe to a whole class folder.
     return "broken symbolic link"
@@ -207,7 +233,7 @@ _PATH_COLUMN, _LABEL_COLUMN = "path", "label"
 def _read_manifest(path: str) -> list[dict[str, Any]]:
   """Items of a .csv / .tsv / .jsonl manifest, each with its line number; a ValueError names the line of
   anything it cannot read without guessing."""
-  base = os.path.dirname(os.path.abspath(path))
+  base = storage.dirname(path)
   rows = _jsonl_rows(path) if path.lower().endswith(".jsonl") else _csv_rows(path, base)
   items = []
   for line, relative, label in rows:
@@ -215,9 +241,10 @@ def _read_manifest(path: str) -> list[dict[str, Any]]:
       raise ValueError(f"{path}, line {line}: empty path.")
     if isinstance(label, str) and label.lstrip("-").isdigit():
       label = int(label)
-    items.append(dict(path=relative, file=relative if os.path.isabs(relative) else os.path.join(base, relative),
+    absolute = os.path.isabs(relative) or storage.is_url(relative)
+    items.append(dict(path=relative, file=relative if absolute else storage.join(base, relative),
                       label_name=label, line=line))
-  if items and not any(os.path.exists(item["file"]) for item in items):
+  if items and not any(storage.exists(item["file"]) for item in items):
     raise ValueError(f"None of the {len(items)} files {path} lists exists (line {items[0]['line']}: "
                      f"{items[0]['file']!r}): paths are relative to the manifest's folder, columns are separated "
                      "by ',' (.csv) or tabs (.tsv).")
@@ -235,7 +262,9 @@ def _read_manifest(path: str) -> list[dict[str, Any]]:
 def _check_distinct_files(items: Sequence[dict[str, Any]], path: str) -> None:
   first_line: dict[str, dict[str, Any]] = {}
   for item in items:
-    key = os.path.realpath(item["file"])
+    file = item["file"]
+    key = file.split("://", 1)[0] + "://" + posixpath.normpath(file.split("://", 1)[1]) if storage.is_url(file) else (
+        os.path.realpath(file))
     if key in first_line:
       other = first_line[key]
       raise ValueError(f"{path}: lines {other['line']} ({other['path']!r}) and {item['line']} ({item['path']!r}) "
@@ -245,21 +274,20 @@ def _check_distinct_files(items: Sequence[dict[str, Any]], path: str) -> None:
 
 def _jsonl_rows(path: str) -> list[tuple[int, str, Any]]:
   rows = []
-  with open(path, encoding="utf-8-sig") as f:  # -sig: a byte order mark (Windows editors) is not JSON.
-    for line, text in enumerate(f, start=1):
-      if not text.strip():
-        continue
-      try:
-        entry = json.loads(text)
-      except ValueError as e:
-        raise ValueError(f"{path}, line {line}: not JSON ({e}).") from e
-      if not isinstance(entry, dict) or not isinstance(entry.get(_PATH_COLUMN), str):
-        raise ValueError(f"{path}, line {line}: expected an object with a {_PATH_COLUMN!r} string, got "
-                         f"{text.strip()[:100]}")
-      label = entry.get(_LABEL_COLUMN)
-      if label is not None and (isinstance(label, bool) or not isinstance(label, (str, int))):
-        raise ValueError(f"{path}, line {line}: the label must be a name or an integer, got {label!r}.")
-      rows.append((line, entry[_PATH_COLUMN].strip(), "" if label is None else label))
+  for line, text in enumerate(storage.read_text(path).split("\n"), start=1):
+    if not text.strip():
+      continue
+    try:
+      entry = json.loads(text)
+    except ValueError as e:
+      raise ValueError(f"{path}, line {line}: not JSON ({e}).") from e
+    if not isinstance(entry, dict) or not isinstance(entry.get(_PATH_COLUMN), str):
+      raise ValueError(f"{path}, line {line}: expected an object with a {_PATH_COLUMN!r} string, got "
+                       f"{text.strip()[:100]}")
+    label = entry.get(_LABEL_COLUMN)
+    if label is not None and (isinstance(label, bool) or not isinstance(label, (str, int))):
+      raise ValueError(f"{path}, line {line}: the label must be a name or an integer, got {label!r}.")
+    rows.append((line, entry[_PATH_COLUMN].strip(), "" if label is None else label))
   return rows
 
 
@@ -268,8 +296,7 @@ def _csv_rows(path: str, base: str) -> list[tuple[int, str, str]]:
   UTF-8" starts with a byte order mark, read away by utf-8-sig (else the header's first cell is not 'path').
   A first row naming a 'path' column is a header (columns by name, others ignored); without one the columns
   are path[,label]."""
-  with open(path, encoding="utf-8-sig", newline="") as f:
-    text = f.read()
+  text = storage.read_text(path)
   first_line = next((line for line in text.splitlines() if line.strip()), "")
   tabs = path.lower().endswith(".tsv") or ("\t" in first_line and "," not in first_line)
   reader = csv.reader(io.StringIO(text), delimiter="\t" if tabs else ",")
@@ -299,7 +326,7 @@ def _is_header(cells: list[str], path: str, line: int, base: str) -> bool:
   if _PATH_COLUMN in (cell.lower() for cell in cells):
     return True
   first = cells[0]
-  if first.lower().endswith(VIDEO_EXTENSIONS) or os.path.exists(os.path.join(base, first)):
+  if first.lower().endswith(VIDEO_EXTENSIONS) or storage.exists(storage.join(base, first)):
     return False
   raise ValueError(f"{path}, line {line}: {','.join(cells)[:100]!r} is neither a video path nor a header naming a "
                    f"{_PATH_COLUMN!r} column: name the columns {_PATH_COLUMN}[,{_LABEL_COLUMN}], or separate them by "
@@ -330,11 +357,17 @@ def process_video(task: dict[str, Any]) -> bytes:
   'backend' already resolved, so every worker decodes with the same one) and the limits min_frames and
   max_jpeg_frames. Raises as video_file_record does.
   """
-  _test_hooks(os.path.basename(task["file"]))
+  _test_hooks(posixpath.basename(task["file"]))
   options = dict(task["options"])
   options["video_format"] = options.pop("format")
-  record = shards_lib.video_file_record(task["file"], label=task["label"], label_name=task["label_name"],
-                                       record_path=task["path"], **options)
+  with storage.local_copy(task["file"]) as local:  # A remote video (gs://...) is decoded from a local copy.
+    try:
+      record = shards_lib.video_file_record(local, label=task["label"], label_name=task["label_name"],
+                                           record_path=task["path"], **options)
+    except decoding.DecodeError as e:
+      if local == task["file"]:
+        raise
+      raise decoding.DecodeError(str(e).replace(local, task["file"])) from e  # The file's name, not the copy's.
   return shards_lib.serialize_record(record)
 
 
@@ -358,6 +391,8 @@ _SIDECAR_KEYS = {"fingerprint", "num_records", "failures", "label_counts", "fram
 def _file_fingerprint(path: str) -> list[Any] | None:
   """[size, mtime in ns, sha256 of the first and last 64 KiB] of an input (None when it is not a readable
   regular file): a file replaced by another of the same size, even with its mtime kept, changes it."""
+  if storage.is_url(path):
+    return storage.fingerprint(path)
   try:
     status = os.stat(path)
     if not stat.S_ISREG(status.st_mode):
@@ -381,8 +416,7 @@ def _shard_fingerprint(options: dict[str, Any], items: Sequence[dict[str, Any]])
 
 def _read_sidecar(path: str) -> dict[str, Any] | None:
   try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
+    return json.loads(storage.read_text(path))
   except (OSError, ValueError):
     return None
 
@@ -391,8 +425,8 @@ def finished_shards(plan: BuildPlan) -> dict[int, dict[str, Any]]:
   """{shard index: sidecar} of the shards in plan.output_dir that this build would write as they are."""
   sidecars = {}
   for i, name in enumerate(plan.names):
-    sidecar = _read_sidecar(os.path.join(plan.output_dir, name + ".json"))
-    if (os.path.exists(os.path.join(plan.output_dir, name))
+    sidecar = _read_sidecar(storage.join(plan.output_dir, name + ".json"))
+    if (sidecar is not None and storage.exists(storage.join(plan.output_dir, name))
         and _reusable(sidecar, plan.fingerprints[i], plan.limits, plan.options["format"])):
       sidecars[i] = sidecar
   return sidecars
@@ -485,11 +519,13 @@ def plan_build(input_path: str, output_dir: str, source_name: str, *, short_side
                  crf=crf, gop_size=gop_size, preset=preset, jpeg_quality=jpeg_quality,
                  backend=decoding.resolve_backend(backend))
   limits = dict(min_frames=min_frames, max_jpeg_frames=max_jpeg_frames, timeout_s=timeout_s)
-  os.makedirs(output_dir, exist_ok=True)
-  for stale in glob.glob(os.path.join(output_dir, "*.tmp-*")):
-    os.remove(stale)  # Left by an interrupted build; never a finished file.
+  storage.makedirs(output_dir)
+  if not storage.is_url(output_dir):  # Object stores get whole objects, never temporary files.
+    for stale in glob.glob(os.path.join(output_dir, "*.tmp-*")):
+      os.remove(stale)  # Left by an interrupted build; never a finished file.
+  unknown = [item for item in items if "fingerprint" not in item]  # Remote listings come with theirs.
   with concurrent.futures.ThreadPoolExecutor(16) as pool:  # Reads: threads overlap the disk's latency.
-    for item, fingerprint in zip(items, pool.map(_file_fingerprint, [item["file"] for item in items])):
+    for item, fingerprint in zip(unknown, pool.map(_file_fingerprint, [item["file"] for item in unknown])):
       item["fingerprint"] = fingerprint
   num_shards = math.ceil(len(items) / videos_per_shard)
   names = [shards_lib.shard_file_name(source_name, i, num_shards) for i in range(num_shards)]
@@ -543,7 +579,7 @@ def finish_build(plan: BuildPlan) -> dict[str, Any]:
     raise RuntimeError(f"{len(missing)} shard(s) of {plan.output_dir} were not written, e.g. {plan.names[missing[0]]}: "
                        "rerun the same command to finish the build (finished shards are kept).")
   description = _describe(plan)
-  shards_lib.write_json_atomically(os.path.join(plan.output_dir, shards_lib.DESCRIPTION_FILE), description)
+  storage.write_json(storage.join(plan.output_dir, shards_lib.DESCRIPTION_FILE), description)
   logging.info("Wrote %d records in %d shards, %d failures, %d files skipped%s: %s", description["num_records"],
                plan.num_shards, description["num_failures"], sum(entry["count"] for entry in plan.skipped.values()),
                f" ({_skipped_summary(plan.skipped)})" if plan.skipped else "", plan.output_dir)
@@ -582,8 +618,8 @@ def write_shard(output_dir: str, name: str, fingerprint: str, limits: Mapping[st
                  label_counts=label_counts, frame_sizes=dict(sorted(frame_sizes.items())), limits=dict(limits),
                  num_frames_range=[min(num_frames), max(num_frames)] if num_frames else None)
   # Sidecar first: a shard file that exists always has its sidecar.
-  shards_lib.write_json_atomically(os.path.join(output_dir, name + ".json"), sidecar)
-  shards_lib.write_array_record_atomically(os.path.join(output_dir, name), records)
+  storage.write_json(storage.join(output_dir, name + ".json"), sidecar)
+  storage.write_array_record(storage.join(output_dir, name), records)
   return sidecar
 
 
@@ -620,7 +656,8 @@ def _describe(plan: BuildPlan) -> dict[str, Any]:
       label_counts={k: label_counts[k] for k in sorted(label_counts, key=int)},
       frame_sizes=dict(sorted(frame_sizes.items())),
       max_frame_size=shards_lib.max_frame_size(frame_sizes),
-      sources=[dict(name=source_name, input=os.path.abspath(input_path), num_records=num_records)],
+      sources=[dict(name=source_name, input=input_path if storage.is_url(input_path) else os.path.abspath(input_path),
+                    num_records=num_records)],
       shards=[dict(file=name, num_records=sidecars[i]["num_records"]) for i, name in enumerate(names)],
       failures=failures,
       skipped=dict(sorted(skipped.items())),

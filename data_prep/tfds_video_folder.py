@@ -117,7 +117,8 @@ class _Examples(beam.PTransform):
     self._metadata["failures"] = (outcomes.failures | "FailureList" >> beam.combiners.ToList()
                                   | "SortFailures" >> beam.Map(lambda found: sorted(found, key=lambda f: f["path"])))
     frame_sizes = (outcomes.frame_sizes | "CountFrameSizes" >> beam.combiners.Count.PerElement()
-                   | "FrameSizeList" >> beam.combiners.ToList() | "FrameSizes" >> beam.Map(lambda pairs: dict(sorted(pairs))))
+                   | "FrameSizeList" >> beam.combiners.ToList()
+                   | "FrameSizes" >> beam.Map(lambda pairs: dict(sorted(pairs))))
     self._metadata["frame_sizes"] = frame_sizes
     self._metadata["max_frame_size"] = frame_sizes | "MaxFrameSize" >> beam.Map(shards_lib.max_frame_size)
     return outcomes.examples

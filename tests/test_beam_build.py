@@ -40,8 +40,8 @@ def test_beam_in_process_equals_the_local_build_and_lists_the_failures(tmp_path)
   """DirectRunner in this process (a few seconds): the quick check that both drivers write the same bytes."""
   videos = str(tmp_path / "videos")
   bad = _small_inputs(videos)
-  local = shard_builder.build_shards(videos, str(tmp_path / "local"), "pets", num_workers=0, videos_per_shard=3, timeout_s=60,
-                                     progress=False)
+  local = shard_builder.build_shards(videos, str(tmp_path / "local"), "pets", num_workers=0, videos_per_shard=3,
+                                     timeout_s=60, progress=False)
   on_beam = beam_build.build_shards(videos, str(tmp_path / "beam"), "pets", videos_per_shard=3, timeout_s=60)
   assert _files(tmp_path / "beam") == _files(tmp_path / "local") and len(_files(tmp_path / "local")) == 6
   assert on_beam == local == _description(tmp_path / "beam")
@@ -76,6 +76,32 @@ def test_glob_input_lists_like_the_folder_before_its_wildcard(tmp_path):
   assert [(i["path"], i["label"]) for i in glob_items] == [(i["path"], i["label"]) for i in folder_items]
   only_cats, _, _ = shard_builder.list_inputs(os.path.join(videos, "cats", "*.mp4"))
   assert [(i["path"], i["label"]) for i in only_cats] == [("a.mp4", -1), ("b.mp4", -1)]
+
+
+@pytest.mark.slow
+def test_remote_inputs_and_output_through_urls(tmp_path):
+  """gs:// folders, globs and manifests go through fsspec (data_prep.storage); file:// URLs take the same code
+  path here: listed with their fingerprints, each video copied to the worker to be decoded, the shards written
+  as whole objects. The records are the local build's, the failures too (a listed file that is gone included)."""
+  videos = str(tmp_path / "videos")
+  bad = _small_inputs(videos)
+  local = shard_builder.build_shards(videos, str(tmp_path / "local"), "pets", num_workers=0, videos_per_shard=3,
+                                     timeout_s=60, progress=False)
+  records = {name: data for name, data in _files(tmp_path / "local").items() if name.endswith(".array_record")}
+  for input_url in (f"file://{videos}", f"file://{videos}/*/*.mp4"):
+    out = tmp_path / ("glob" if "*" in input_url else "folder")
+    on_beam = beam_build.build_shards(input_url, f"file://{out}", "pets", videos_per_shard=3, timeout_s=60)
+    assert {name: data for name, data in _files(out).items() if name.endswith(".array_record")} == records
+    for failure in on_beam["failures"]:
+      failure["reason"] = failure["reason"].replace("file://", "")  # Decoder errors name the file as listed.
+    assert {k: v for k, v in on_beam.items() if k != "sources"} == {k: v for k, v in local.items() if k != "sources"}
+    assert on_beam["sources"][0]["input"] == input_url
+  # A manifest behind a URL, with a row whose file is gone.
+  (tmp_path / "videos" / "list.csv").write_text("path,label\ncats/a.mp4,cats\ndogs/c.mp4,dogs\ndogs/gone.mp4,dogs\n")
+  manifest = beam_build.build_shards(f"file://{videos}/list.csv", str(tmp_path / "manifest"), "pets", timeout_s=60)
+  assert manifest["num_records"] == 2 and manifest["labels"] == ["cats", "dogs"]
+  assert manifest["failures"] == [dict(path="dogs/gone.mp4", reason="file not found (or a broken symbolic link)")]
+  assert len(bad) == 4
 
 
 def test_pipeline_options_are_tfds_style_flags():
