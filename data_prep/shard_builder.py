@@ -38,6 +38,14 @@ first and last 64 KiB) and the limits (min_frames, max_jpeg_frames, timeout_s) w
 inputs are records: a larger timeout_s retries the timeouts, a smaller min_frames the 'too short' failures.
 So an interrupted build rerun with the same arguments finishes the job, and any rerun yields the same bytes as
 a fresh build with its arguments. Same inputs, same options, same library versions -> byte-identical shards.
+
+Inputs and the output folder may be URLs (gs://..., data_prep.storage): a remote folder or glob is listed with
+each file's fingerprint from its metadata, a remote manifest is read as a local one, each video is decoded from
+a local copy, and shards, sidecars and dataset.json are uploaded whole.
+
+A build is a plan (plan_build: the listing, the shards, the finished ones), records made by process_video, each
+shard written by write_shard, and dataset.json by finish_build. build_shards runs the plan on this machine's
+worker pool; data_prep.beam_build runs the same plan on Apache Beam and so writes the same bytes.
 """
 from __future__ import annotations
 
