@@ -18,7 +18,7 @@ Input:
   * `--label_names=FILE` (one name per line, e.g. videomae_jax/data/label_maps/label_map_k400.txt) fixes the
     class order instead; a label that is not in it stops the build before any decoding.
 
-Each video is decoded (videomae_jax.data.decoding: decord, or PyAV where decord is missing) frame by frame,
+Each video is decoded (videomae_jax.data.decoding: PyAV, or decord with --backend=decord) frame by frame,
 turned upright (rotation metadata), put at a constant frame rate by timestamp, its short side shrunk to
 --short_side, and re-encoded: H.264 MP4 (--format=mp4, default) or one JPEG per frame (--format=jpeg; videos
 longer than --max_jpeg_frames fail). The record format and folder layout are in videomae_jax/data/shards.py

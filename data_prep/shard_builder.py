@@ -21,7 +21,7 @@ Input:
   * `label_names` (e.g. the lines of videomae_jax/data/label_maps/label_map_k400.txt) fixes the class order
     instead; a label that is not in it stops the build before any decoding.
 
-Each video is decoded (videomae_jax.data.decoding: decord, or PyAV where decord is missing) one frame at a time,
+Each video is decoded (videomae_jax.data.decoding: PyAV, or decord if asked for) one frame at a time,
 turned upright, put at a constant frame rate, its short side shrunk to `short_side`, and re-encoded as it
 comes: H.264 MP4 (video_format='mp4', default) or one JPEG per frame ('jpeg', at most `max_jpeg_frames`).
 `videomae_jax.data.shards.video_file_record` is that one step for one file and the only place records are
