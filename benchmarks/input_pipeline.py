@@ -57,39 +57,15 @@ flags.DEFINE_integer("short_side", 320, "With --input: shrink the short side to 
 FLAGS = flags.FLAGS
 
 
-def render_realistic(rng: np.random.Generator, num_frames: int, height: int, width: int) -> np.ndarray:
-  """A moving textured object over a detailed background that the camera pans across, with sensor noise.
-
-  Decoding cost grows with the bit rate, so the test videos should compress about like real footage: at
-  320p this gives roughly 4-8 KB per frame in our shards (Kinetics at 320p is of that order), where the
-  smooth demo videos give ~1 KB.
-  """
-  from videomae_jax.data import demo  # pylint: disable=import-outside-toplevel
-  pan = rng.uniform(-2, 2, size=2)
-  margin = int(np.ceil(np.abs(pan).max() * num_frames)) + 1
-  texture = demo._smooth_texture  # pylint: disable=protected-access
-  coarse = texture(rng, height + 2 * margin, width + 2 * margin, cells=48)
-  detail = rng.normal(0, 12, size=coarse.shape[:2] + (1,))
-  background = np.clip(coarse + detail, 0, 255)
-  foreground = demo.render_video(rng, "right", num_frames=num_frames, size=height, width=width)
-  frames = np.empty((num_frames, height, width, 3), np.uint8)
-  for t in range(num_frames):
-    y, x = (margin + np.round(pan * t)).astype(int)
-    frame = background[y:y + height, x:x + width].copy()
-    moving = foreground[t].min(axis=-1, keepdims=True) >= 128  # The demo's objects: bright; its background: dark.
-    frame = np.where(moving, foreground[t], frame) + rng.normal(0, 3, size=(height, width, 1))
-    frames[t] = np.clip(frame, 0, 255)
-  return frames
-
-
 def _make_videos(video_dir: str, num_videos: int, num_frames: int, height: int, width: int) -> list[str]:
   from videomae_jax.data import encoding  # pylint: disable=import-outside-toplevel
+  from videomae_jax.data import testing  # pylint: disable=import-outside-toplevel
   os.makedirs(video_dir, exist_ok=True)
   paths = []
   for i in range(num_videos):
     path = os.path.join(video_dir, f"video_{i:03d}.mp4")
     if not os.path.exists(path):
-      frames = render_realistic(np.random.default_rng(i), num_frames, height, width)
+      frames = testing.render_realistic(np.random.default_rng(i), num_frames, height, width)
       with open(path, "wb") as f:
         f.write(encoding.encode_mp4(frames, 30, crf=18))
     paths.append(path)

@@ -84,6 +84,7 @@ class _Worker:
     self.task: int | None = None
     self.deadline = 0.0
     self.timeout_s = 0.0
+    self.broken = False
 
   def submit(self, index: int, argument: Any, timeout_s: float) -> None:
     self.task = index
@@ -91,6 +92,35 @@ class _Worker:
     self.deadline = time.monotonic() + timeout_s + _STARTUP_ALLOWANCE_S
     self.timeout_s = timeout_s
     self.connection.send((index, argument))
+
+  def outcome(self, ready: set[Any], now: float) -> TaskResult | None:
+    """This worker's task's result once it is known, else None (still working). After a timeout or a death the
+    result is a failure and `broken` is set: the caller replaces the worker. `ready` is what
+    multiprocessing.connection.wait returned."""
+    if self.connection in ready:
+      try:
+        result = self.connection.recv()
+      except (EOFError, OSError):
+        result = None
+      if isinstance(result, tuple) and result[0] == "started":
+        self.deadline = time.monotonic() + self.timeout_s
+        return None
+      if result is not None:
+        self.task = None
+        return result
+    died = self.process.sentinel in ready or self.connection in ready
+    timed_out = now >= self.deadline
+    if not died and not timed_out:
+      return None
+    index, self.task, self.broken = self.task, None, True
+    if died:
+      self.process.join(timeout=5)  # Its pipe closes a moment before the process can be reaped.
+    if timed_out and not died:
+      return TaskResult(index, False, error=f"timeout: decoding took longer than {self.timeout_s:g} s")
+    return TaskResult(index, False, error=f"decoder crashed ({_describe_exit(self.process.exitcode)})")
+
+  def handles(self) -> list[Any]:
+    return [self.connection, self.process.sentinel]
 
   def kill(self) -> None:
     if self.process.is_alive():
@@ -141,39 +171,18 @@ def run_with_deadlines(function: Callable[[Any], Any], arguments: Iterable[tuple
           return
         continue
       wait_s = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-      handles = [w.connection for w in busy] + [w.process.sentinel for w in busy]
-      ready = set(multiprocessing.connection.wait(handles, timeout=wait_s))
+      ready = set(multiprocessing.connection.wait([h for w in busy for h in w.handles()], timeout=wait_s))
       now = time.monotonic()
       for position, worker in enumerate(workers):
         if worker.task is None:
           continue
-        result = None
-        if worker.connection in ready:
-          try:
-            result = worker.connection.recv()
-          except (EOFError, OSError):
-            result = None
-          if isinstance(result, tuple) and result[0] == "started":
-            worker.deadline = time.monotonic() + worker.timeout_s
-            continue
-        if result is not None:
-          worker.task = None
-          yield result
+        result = worker.outcome(ready, now)
+        if result is None:
           continue
-        died = worker.process.sentinel in ready or worker.connection in ready
-        timed_out = now >= worker.deadline
-        if not died and not timed_out:
-          continue
-        index = worker.task
-        if died:
-          worker.process.join(timeout=5)  # Its pipe closes a moment before the process can be reaped.
-        exit_code = worker.process.exitcode
-        worker.kill()
-        workers[position] = _Worker(context, function)
-        if timed_out and not died:
-          yield TaskResult(index, False, error=f"timeout: decoding took longer than {timeout_s:g} s")
-        else:
-          yield TaskResult(index, False, error=f"decoder crashed ({_describe_exit(exit_code)})")
+        if worker.broken:
+          worker.kill()
+          workers[position] = _Worker(context, function)
+        yield result
   finally:
     for worker in workers:
       if worker.task is None:
@@ -191,3 +200,40 @@ def _describe_exit(exit_code: int | None) -> str:
     except ValueError:
       return f"worker killed by signal {-exit_code}"
   return f"worker exit code {exit_code}"
+
+
+class DeadlineWorker:
+  """One worker process for callers that hand over one task at a time and wait for it (a Beam DoFn): the same
+  deadline, crash isolation and failure reasons as run_with_deadlines, the process kept between tasks.
+
+    worker = DeadlineWorker(function, timeout_s=300)
+    result = worker.run(argument)          # a TaskResult, never an exception from the task
+    worker.close()
+  """
+
+  def __init__(self, function: Callable[[Any], Any], *, timeout_s: float):
+    self._function, self._timeout_s = function, timeout_s
+    self._context = multiprocessing.get_context("spawn")
+    self._worker: _Worker | None = None
+    self._count = 0
+
+  def run(self, argument: Any) -> TaskResult:
+    if self._worker is None:
+      self._worker = _Worker(self._context, self._function)  # Started on first use: after a crash, lazily again.
+    worker, self._count = self._worker, self._count + 1
+    worker.submit(self._count, argument, self._timeout_s)
+    while True:
+      wait_s = max(0.0, worker.deadline - time.monotonic())
+      ready = set(multiprocessing.connection.wait(worker.handles(), timeout=wait_s))
+      result = worker.outcome(ready, time.monotonic())
+      if result is None:
+        continue
+      if worker.broken:
+        worker.kill()
+        self._worker = None
+      return result
+
+  def close(self) -> None:
+    if self._worker is not None:
+      self._worker.stop()
+      self._worker = None

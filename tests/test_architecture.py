@@ -109,7 +109,7 @@ def test_every_library_module_imports_without_optional_packages_and_device_side_
 
 PROGRAMS = sorted([name for name in _modules() if ".tools." in name] + [
     "videomae_jax.main", "data_prep.build_shards", "data_prep.make_demo", "benchmarks.input_pipeline",
-    "benchmarks.train_step", "benchmarks.gpu_suite", "benchmarks.torch_baseline"])
+    "benchmarks.train_step", "benchmarks.gpu_suite", "benchmarks.torch_baseline", "benchmarks.shard_build"])
 
 
 @pytest.mark.parametrize("program", PROGRAMS)

@@ -484,3 +484,28 @@ def test_a_fifo_in_a_manifest_is_not_an_empty_file(tmp_path):
   description = shard_builder.build_shards(manifest, str(tmp_path / "out"), "s", num_workers=1, timeout_s=30,
                                            progress=False)
   assert description["failures"] == [dict(path="pipe.mp4", reason="not a regular file (a FIFO, socket or device)")]
+
+
+def test_deadline_worker_runs_files_one_at_a_time_and_survives_hangs_and_crashes(tmp_path, monkeypatch):
+  """worker_pool.DeadlineWorker, what a Beam DoFn runs each file in: the pool's reasons, a new worker after a
+  hang or a crash, the same record bytes as the in-process build."""
+  from data_prep import worker_pool  # pylint: disable=import-outside-toplevel
+  for name in ("hangs.mp4", "crashes.mp4", "good.mp4"):
+    testing.write_good_video(str(tmp_path / name), num_frames=6)
+  monkeypatch.setenv(shard_builder.ENV_TEST_HANG, "hangs.mp4")
+  monkeypatch.setenv(shard_builder.ENV_TEST_CRASH, "crashes.mp4")
+  options = dict(source_name="s", short_side=320, format="mp4", max_frames=0, crf=23, gop_size=32, preset="fast",
+                 jpeg_quality=90, backend="pyav", min_frames=2, max_jpeg_frames=900)
+
+  def task(name):
+    return dict(file=str(tmp_path / name), path=name, label=-1, label_name="", options=options)
+
+  worker = worker_pool.DeadlineWorker(shard_builder.process_video, timeout_s=3)
+  try:
+    outcomes = [worker.run(task(name)) for name in ("good.mp4", "hangs.mp4", "crashes.mp4", "good.mp4")]
+  finally:
+    worker.close()
+  assert [o.ok for o in outcomes] == [True, False, False, True]
+  assert outcomes[1].error == "timeout: decoding took longer than 3 s"
+  assert outcomes[2].error == "decoder crashed (worker exit code 3)"
+  assert outcomes[0].value == outcomes[3].value == shard_builder.process_video(task("good.mp4"))

@@ -9,10 +9,14 @@ Two jobs:
     read_video already turned upright and put at a constant rate, so nothing is applied here.
 
 Backend choice: `VIDEOMAE_VIDEO_BACKEND` (env) or the `backend` argument: 'auto' | 'decord' | 'pyav'.
-For reading input files 'auto' means decord where it is installed (x86-64 Linux wheels), else PyAV. For shard
-records 'auto' means PyAV: our shards hold constant-frame-rate H.264 written by `encode_mp4`, and PyAV decodes
-them from memory faster than decord does (decord copies the buffer and indexes the whole file on open; see
-docs/data.md for the numbers). Both give bit-identical RGB for our shards.
+'auto' means PyAV, for input files and shard records alike; 'decord' is there when asked for (x86-64 Linux
+wheels). Input files: decord's decoder thread runs ahead of its reader without bound, so a reader slower than
+decoding (a build that encodes each frame, or a busy machine) holds the rest of the video's frames in memory
+(1.19 GB resident building one 1-minute 640x360 video, where PyAV peaked at 0.13 GB, and at 0.22 GB for 4
+minutes, the output record being what grows; docs/data.md), and PyAV took less CPU per video too. Shard
+records: our shards hold constant-frame-rate H.264 written by `encode_mp4`, and PyAV decodes them from memory
+faster than decord does (decord copies the buffer and indexes the whole file on open; see docs/data.md for the
+numbers). Both give bit-identical RGB for our shards.
 
 Every decoder here is single-threaded on purpose: parallelism comes from worker processes (grain workers in
 training, the build's worker pool in data_prep), and codec threads on top of them only oversubscribe the CPU.
@@ -59,14 +63,15 @@ def have_decord() -> bool:
 
 
 def resolve_backend(backend: str = "auto", *, for_shards: bool = False) -> str:
-  """Returns 'decord' or 'pyav' for `backend` ('auto' honours $VIDEOMAE_VIDEO_BACKEND)."""
+  """Returns 'decord' or 'pyav' for `backend` ('auto' honours $VIDEOMAE_VIDEO_BACKEND; else PyAV, whether
+  `for_shards` or not)."""
   if backend == "auto":
     backend = os.environ.get(_ENV_BACKEND, "auto") or "auto"
   if backend not in BACKENDS:
     raise ValueError(f"Unknown video backend {backend!r}: use one of {BACKENDS} "
                      f"(argument or ${_ENV_BACKEND}).")
   if backend == "auto":
-    return "pyav" if for_shards or not have_decord() else "decord"
+    return "pyav"  # For input files too: decord buffers decoded frames without bound (module docstring).
   if backend == "decord" and not have_decord():
     raise ValueError("Video backend 'decord' was asked for but decord is not installed "
                      "(pip install decord==0.6.0, x86-64 Linux only), or use backend 'pyav'.")

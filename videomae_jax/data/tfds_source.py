@@ -41,15 +41,20 @@ def open_tfds_source(name: str, *, split: str = "train", data_dir: str | None = 
 
 
 def frame_size(name: str, *, data_dir: str | None = None, video_key: str = "video") -> tuple[int, int] | None:
-  """(height, width) of a TFDS video feature with a static frame size, else None."""
+  """(height, width) of a TFDS video feature with a static frame size, else the data set's metadata
+  'max_frame_size' (written by data_prep.tfds_video_folder, whose videos keep their own sizes), else None."""
   tfds = _tfds()
   info = tfds.builder(name, data_dir=data_dir or None).info
   if video_key not in info.features.keys():
     return None
   shape = tuple(info.features[video_key].shape)  # (frames, height, width, channels)
-  if len(shape) != 4 or shape[1] is None or shape[2] is None:
-    return None
-  return int(shape[1]), int(shape[2])
+  if len(shape) == 4 and shape[1] is not None and shape[2] is not None:
+    return int(shape[1]), int(shape[2])
+  metadata = info.metadata
+  if metadata is not None and "max_frame_size" in metadata.keys() and metadata["max_frame_size"]:
+    height, width = metadata["max_frame_size"]
+    return int(height), int(width)
+  return None
 
 
 def label_names(info, label_key: str) -> list[str]:
