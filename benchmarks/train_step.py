@@ -60,14 +60,15 @@ def benchmark(config, batch_size: int, num_steps: int) -> dict:
   step = train_step.build(config)  # The trainer's own compiled step: same shardings, FLOPs and memory.
   task, devices = step.task, step.mesh.devices.size
   state = step.init_state(0)
+  frozen = step.init_frozen(0)  # a distillation teacher's cost does not depend on its values
   rng = np.random.default_rng(0)
   batch = {key: jax.device_put(_synthetic(key, spec, step.abstract_batch, config, rng), step.batch_sharding)
            for key, spec in step.abstract_batch.items()}
-  state, metrics = step(state, batch)  # warm-up
+  state, metrics = step(state, batch, frozen)  # warm-up
   jax.block_until_ready(metrics)
   start = time.perf_counter()
   for _ in range(num_steps):
-    state, metrics = step(state, batch)
+    state, metrics = step(state, batch, frozen)
   jax.block_until_ready((state, metrics))
   seconds = (time.perf_counter() - start) / num_steps
   device = jax.devices()[0]

@@ -21,7 +21,7 @@ PACKAGE_DIR = os.path.dirname(videomae_jax.__file__)
 DEVICE_SIDE = ("videomae_jax.masking", "videomae_jax.motion", "videomae_jax.objective", "videomae_jax.models",
                "videomae_jax.device_crops", "videomae_jax.normalization", "videomae_jax.mixup",
                "videomae_jax.tasks", "videomae_jax.tasks.pretrain", "videomae_jax.tasks.classify",
-               "videomae_jax.train_step")
+               "videomae_jax.tasks.distill", "videomae_jax.train_step")
 
 
 def _modules():

@@ -195,7 +195,7 @@ def test_errors_say_how_to_fix(demo_shards):
   config = _config(demo_shards, sources=[dict(name="k710", path="", stride=4, weight=1)])
   with pytest.raises(ValueError, match="build_shards"):
     _pretrain(config, seed=0)
-  with pytest.raises(ValueError, match="'pretrain', 'finetune', 'test'"):
+  with pytest.raises(ValueError, match="'pretrain', 'finetune', 'distill', 'test'"):
     pipeline.make_dataset(_config(demo_shards), mode="eval", process_index=0, process_count=1)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from videomae_jax import train_step
 from videomae_jax.tasks.classify import ClassificationTask, finetune_masking_plan
+from videomae_jax.tasks.distill import DistillationTask
 from videomae_jax.tasks.pretrain import PretrainTask
 
 
@@ -49,10 +50,20 @@ def analyze(config, batch_size: int) -> Dict[str, Any]:
   params = step.abstract_state["params"]
   encoder, total = _count(params["encoder"]), _count(params)
   devices = int(step.mesh.devices.size)
-  masking = ({"encoder_masking": task.plan.encoder, "decoder_masking": task.plan.decoder}
-             if isinstance(task, PretrainTask) else {"finetune_keep_ratio": task.plan.finetune_keep_ratio})
+  token_selection = ({"encoder_masking": task.plan.encoder, "decoder_masking": task.plan.decoder}
+                     if isinstance(task, PretrainTask) else {"finetune_keep_ratio": task.plan.finetune_keep_ratio})
+  teacher = None
+  if isinstance(task, DistillationTask):
+    # The teacher is an argument of the compiled step: XLA's memory counts it among the arguments, and its forward
+    # is part of the step's FLOPs; here it is also shown on its own.
+    frozen = step.abstract_frozen
+    teacher = {"variant": config.distill.teacher_model.variant, "params": _count(frozen),
+               "held_bytes": int(sum(np.prod(leaf.shape) * leaf.dtype.itemsize for leaf in jax.tree.leaves(frozen))),
+               "compute_dtype": task.teacher_spec.compute_dtype, "patch_size": task.teacher_spec.patch_size,
+               "tokens": task.teacher_plan.num_finetune_tokens, "total_tokens": task.teacher_plan.num_tokens,
+               "forward_per_clip": teacher_forward_flops(task)}
   return {
-      "config": {"task": type(task).__name__, "variant": config.model.variant, **masking,
+      "config": {"task": type(task).__name__, "variant": config.model.variant, **token_selection,
                  "batch_size_compiled": batch_size, "devices": devices, "grid": list(spec.grid),
                  "patch_size": spec.patch_size, "compute_dtype": spec.compute_dtype, "scan_layers": spec.scan_layers,
                  "remat_policy": spec.remat_policy},
@@ -60,9 +71,25 @@ def analyze(config, batch_size: int) -> Dict[str, Any]:
       "tokens": _tokens(task),
       "flops": {"train_step_per_clip": step.flops_per_clip,
                 "train_step_per_device": step.flops_per_clip * batch_size / devices},
+      "teacher": teacher,
       "memory": step.memory,
       "compile_seconds": round(step.compile_seconds, 2),
   }
+
+
+def teacher_forward_flops(task: DistillationTask, batch_size: int = 1) -> float:
+  """FLOPs of a distillation teacher's forward per clip on the tokens it keeps (XLA cost analysis of the lowered,
+  unrolled forward; choosing the tokens is not counted: it may be the student's ranking)."""
+  task = task.for_flop_count()
+  frozen = jax.eval_shape(task.init_frozen, jax.random.key(0))
+  spec, plan = task.spec, task.teacher_plan
+  video = jax.ShapeDtypeStruct((batch_size, spec.num_frames, spec.image_size, spec.image_size, 3), jnp.float32)
+  keep = (jax.ShapeDtypeStruct((batch_size, plan.num_finetune_tokens), jnp.int32)
+          if plan.num_finetune_tokens < plan.num_tokens else None)
+  analysis = jax.jit(task.teacher_logits).lower(frozen, video, keep).cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  return float((analysis or {}).get("flops", 0.0)) / batch_size
 
 
 def compare_schemes(config) -> List[Dict[str, Any]]:
@@ -116,6 +143,10 @@ def format_scheme_table(rows: list) -> str:
   return "\n".join(lines)
 
 
+def _size(num_bytes: float) -> str:
+  return f"{num_bytes / 1024 ** 3:.2f} GiB" if num_bytes >= 1024 ** 3 else f"{num_bytes / 1024 ** 2:.1f} MiB"
+
+
 def format_table(result: Dict[str, Any]) -> str:
   c, p, t, f, m = (result[k] for k in ("config", "params", "tokens", "flops", "memory"))
   gib = 1024 ** 3
@@ -137,8 +168,15 @@ def format_table(result: Dict[str, Any]) -> str:
     rows += [("MATS keep ratio", f"{c['finetune_keep_ratio']}"),
              ("params total", f"{p['total'] / 1e6:.2f}M"),
              ("tokens per clip", f"{t['total']} ({t['kept']} kept)")]
+  teacher = result.get("teacher")
+  if teacher:
+    rows.append(("teacher", f"ViT-{teacher['variant']}/{teacher['patch_size']}, {teacher['params'] / 1e6:.2f}M "
+                            f"params held in {_size(teacher['held_bytes'])} ({teacher['compute_dtype']} "
+                            f"kernels), {teacher['tokens']} of {teacher['total_tokens']} tokens, "
+                            f"{teacher['forward_per_clip'] / 1e9:.2f} GFLOPs forward per clip"))
   rows += [
-      ("train step FLOPs per clip", f"{f['train_step_per_clip'] / 1e9:.1f} GFLOPs (XLA cost analysis)"),
+      ("train step FLOPs per clip", f"{f['train_step_per_clip'] / 1e9:.1f} GFLOPs (XLA cost analysis"
+                                    + (", the teacher's forward included)" if teacher else ")")),
       ("memory per device", f"{m.get('per_device_bytes', 0) / gib:.2f} GiB for {c['batch_size_compiled']} clips "
                             f"on {c['devices']} device(s) (args {m.get('argument_size', 0) / gib:.2f}, temp "
                             f"{m.get('temp_size', 0) / gib:.2f} GiB)"),

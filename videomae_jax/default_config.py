@@ -112,6 +112,7 @@ def augment_config() -> ml_collections.ConfigDict:
       crop_scale=(0.08, 1.0),    # random resized crop: area fraction range
       crop_ratio=(0.75, 4.0 / 3.0),  # random resized crop: aspect ratio range
       flip=True,                 # random horizontal flip (False for SSv2: left/right is in the label)
+      crop="random_resized",     # random_resized (crop_scale, crop_ratio) | multiscale (data.multiscale_crop_scales)
       random_erasing=0.0,        # probability of erasing one box per clip (same box on every frame)
   ))
 
@@ -148,10 +149,23 @@ def eval_config() -> ml_collections.ConfigDict:
   ))
 
 
+def distill_config() -> ml_collections.ConfigDict:
+  """Knowledge distillation into config.model (the student) from a frozen classifier (videomae_jax.tasks.distill)."""
+  config = ml_collections.ConfigDict(dict(
+      teacher="",                # the teacher's weights: a params export, workdir or checkpoint (params_io.load_params)
+      temperature=3.0,           # softmax temperature of both models in the KL (VideoMAE V2's distillation: 3.0)
+      teacher_keep_ratio=1.0,    # MATS at the teacher: fraction of its tokens kept (1.0: all)
+  ))
+  # The teacher's architecture, config.model's keys (its num_frames and image_size must be the student's: both see
+  # the same clips); compute_dtype is the teacher's forward and the dtype its kernels are held in.
+  config.teacher_model = model_config("g")
+  return config
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Every key, with neutral defaults (no recipe)."""
   config = ml_collections.ConfigDict(dict(
-      task="pretrain",                      # what is trained (videomae_jax.tasks): pretrain | classify | a module
+      task="pretrain",                      # what is trained: pretrain | classify | distill | a task module path
       seed=0,                               # every random draw derives from (seed, step)
   ))
   config.model = model_config()
@@ -184,6 +198,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.augment = augment_config()
   config.mixup = mixup_config()
   config.eval = eval_config()
+  config.distill = distill_config()
   return config
 
 
@@ -236,4 +251,46 @@ def finetune_config(variant: str = "B") -> ml_collections.ConfigDict:
   config.mixup.update(dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, label_smoothing=0.1))
   config.eval.num_clips = 5
   config.eval.num_crops = 3
+  return config
+
+
+def vitg_distillation_config(student_variant: str) -> ml_collections.ConfigDict:
+  """VideoMAE V2's distillation of its ViT-S / ViT-B from the K710-fine-tuned ViT-g (paper appendix; the official
+  repository never released the code), the "patient and consistent" recipe of Beyer et al. 2022
+  (videomae_jax.tasks.distill): 100 epochs of K710, the teacher on exactly the student's views, KL at temperature 3.
+
+  Learning rate: the recipe's base lr 1e-3 at 1024 videos per step, one view each (no repeated augmentation), so our
+  base_lr * batch_size / 256 gives the same peak, 4e-3.
+  """
+  config = finetune_config(student_variant)
+  config.task = "distill"
+  config.model.num_classes = 710
+  config.model.drop_path_rate = 0.1
+  config.optimizer.base_lr = 1e-3
+  config.optimizer.b2 = 0.999
+  config.optimizer.weight_decay = 0.05
+  config.optimizer.layer_decay = 0.75
+  config.optimizer.grad_clip_norm = 1.0
+  config.batch_size = 1024
+  config.total_epochs = 100.0
+  config.warmup_epochs = 5.0
+  config.data.sources = [
+      dict(name="k400", path="", num_videos=240_000, stride=4, weight=240_000),
+      dict(name="k600", path="", num_videos=180_000, stride=4, weight=180_000),
+      dict(name="k700", path="", num_videos=238_000, stride=4, weight=238_000),
+  ]
+  config.data.label_set = "k710"
+  config.data.num_videos_per_epoch = 658_000
+  config.data.repeated_aug = 1
+  config.augment.rand_augment = "rand-m0-n4-mstd0.5-inc1"  # magnitude 0 with std 0.5: mild, as the recipe
+  config.augment.crop = "multiscale"
+  config.augment.flip = True
+  config.augment.random_erasing = 0.0
+  # One draw per batch applied to the clip both models see; the targets are the teacher's, so no label smoothing.
+  config.mixup.update(dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, label_smoothing=0.0))
+  config.distill.temperature = 3.0
+  teacher = config.distill.teacher_model
+  teacher.variant, teacher.num_classes, teacher.compute_dtype = "g", 710, "bfloat16"
+  teacher.scan_layers = True  # 40 blocks: one scanned body compiles in a fraction of the time
+  config.eval.num_clips, config.eval.num_crops = 5, 3
   return config

@@ -1,4 +1,7 @@
-r"""Plan a pretraining run before paying for it: memory per device, FLOPs, time, and a mesh that fits.
+r"""Plan a run before paying for it: memory per device, FLOPs, time, and a mesh that fits.
+
+It knows the steps of the built-in tasks: pretraining (encoder + decoder), a classifier's fine-tuning, and
+distillation (the classifier's step plus a frozen teacher's forward, whose parameters and working set it adds).
 
 The library behind `python -m videomae_jax.tools.plan`. Nothing is compiled (unless flops='xla').
 
@@ -11,9 +14,11 @@ import dataclasses
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from videomae_jax import hardware, masking, optim, sharding, train_step
+from videomae_jax import hardware, masking, optim, sharding, tasks, train_step
 from videomae_jax.errors import ConfigError
 from videomae_jax.models.variants import ModelSpec
+from videomae_jax.tasks.classify import ClassificationTask
+from videomae_jax.tasks.distill import DistillationTask
 from videomae_jax.tasks.pretrain import PretrainTask
 
 GIB = 1024 ** 3
@@ -29,10 +34,15 @@ def _dtype_bytes(name: str) -> int:
 
 
 def param_shapes(config) -> List[Tuple[str, Tuple[int, ...]]]:
-  """(path, shape) of every parameter leaf, from jax.eval_shape of the real model init (exact, no allocation)."""
+  """(path, shape) of every trained parameter leaf of the config's task, from jax.eval_shape of the real model init
+  (exact, no allocation)."""
   import jax
-  task = PretrainTask.from_config(config)
-  abstract = jax.eval_shape(task.init_params, jax.random.key(0))
+  task = tasks.from_config(config)
+  return _leaf_shapes(jax.eval_shape(task.init_params, jax.random.key(0)))
+
+
+def _leaf_shapes(abstract) -> List[Tuple[str, Tuple[int, ...]]]:
+  import jax
   leaves = jax.tree_util.tree_leaves_with_path(abstract)
   return [("/".join(str(getattr(k, "key", k)) for k in path), tuple(int(s) for s in leaf.shape))
           for path, leaf in leaves]
@@ -113,6 +123,23 @@ def activation_bytes_per_clip(spec: ModelSpec, plan: masking.MaskingPlan) -> Dic
   }
 
 
+def classifier_activation_bytes_per_clip(spec: ModelSpec, num_tokens: int) -> Dict[str, float]:
+  """Bytes one clip keeps alive at the start of a classifier's backward pass (its encoder on the `num_tokens` tokens
+  MATS keeps, mean pool, fc_norm, head), by part; 'block_working' as in activation_bytes_per_clip."""
+  c = _dtype_bytes(spec.compute_dtype)
+  flash = spec.attention_impl == "cudnn"
+  policy = spec.remat_policy
+  enc = dict(n=num_tokens, d=spec.width, m=spec.mlp_dim, h=spec.num_heads)
+  pixels = spec.num_frames * spec.image_size * spec.image_size * 3
+  return {
+      "encoder_blocks": spec.depth * _block_saved_bytes(c=c, flash=flash, policy=policy, **enc),
+      "block_working": _block_all_bytes(c=c, flash=flash, **enc) * (2 if policy in REMAT_RECOMPUTES_BLOCK else 1),
+      # The normalized (and mixed) clip in float32 and in the compute dtype (the patch embedding's weight gradient).
+      "clip": pixels * (4 + c),
+      "pooled_head": 4 * (3 * spec.width + 2 * max(spec.num_classes, 0)),
+  }
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # FLOPs (per clip)
 
@@ -137,6 +164,75 @@ def flops_per_clip(spec: ModelSpec, plan: masking.MaskingPlan) -> Dict[str, floa
   return {"forward": float(forward), "train_model": float(model), "train_hardware": float(model + recompute)}
 
 
+def classifier_flops_per_clip(spec: ModelSpec, num_tokens: int, scores_own_tokens: bool = True) -> Dict[str, float]:
+  """Analytic matmul FLOPs per clip of a classifier whose blocks see `num_tokens` tokens: forward, train step,
+  hardware. Every token is embedded before MATS gathers the kept ones; keeping fewer than all adds the float32
+  scoring embedding of the clip (no gradient), unless another model's ranking is used (`scores_own_tokens`)."""
+  block = _block_forward_flops(num_tokens, spec.width, spec.mlp_dim)
+  blocks = spec.depth * (block["dense"] + block["attention"])
+  attention = spec.depth * block["attention"]
+  patch_embed = 2 * spec.num_tokens * spec.patch_values * spec.width
+  scoring = patch_embed if (num_tokens < spec.num_tokens and scores_own_tokens) else 0
+  head = 2 * spec.width * max(spec.num_classes, 0)
+  forward = blocks + patch_embed + head + scoring
+  model = 3 * (blocks + head) + 2 * patch_embed + scoring
+  recompute = {"none": 0.0, "full": blocks, "nothing_saveable": blocks, "dots": 0.0,
+               "dots_with_no_batch_dims": attention}[spec.remat_policy]
+  return {"forward": float(forward), "train_model": float(model), "train_hardware": float(model + recompute)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A frozen model the step runs forward only (a distillation teacher)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenModel:
+  """A teacher: parameters held (no gradient, no optimizer state) and one forward per clip."""
+  spec: ModelSpec
+  leaves: Tuple[Tuple[str, Tuple[int, ...], int], ...]   # (path, shape, bytes per element) as the step holds them
+  num_tokens: int                                         # tokens its blocks see (after MATS keeping)
+  forward_flops: float                                    # per clip
+
+  @property
+  def total(self) -> int:
+    return sum(math.prod(shape) for _, shape, _ in self.leaves)
+
+  @property
+  def held_bytes(self) -> int:
+    return sum(math.prod(shape) * size for _, shape, size in self.leaves)
+
+
+def frozen_model(task) -> Optional[FrozenModel]:
+  """The teacher of a distillation task, from jax.eval_shape of its real init (the dtypes it is held in); None for
+  tasks without one."""
+  if not isinstance(task, DistillationTask):
+    return None
+  import jax
+  abstract = jax.eval_shape(task.init_frozen, jax.random.key(0))
+  sizes = [leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract)]
+  leaves = tuple((path, shape, size) for (path, shape), size in zip(_leaf_shapes(abstract), sizes))
+  tokens = task.teacher_plan.num_finetune_tokens
+  forward = classifier_flops_per_clip(task.teacher_spec, tokens, not task.shares_token_grid)["forward"]
+  return FrozenModel(spec=task.teacher_spec, leaves=leaves, num_tokens=tokens, forward_flops=forward)
+
+
+def frozen_bytes_per_device(model: FrozenModel, *, fsdp: int, per_device_batch: int, min_size: int,
+                            rules: Sequence[Tuple[str, str]]) -> Dict[str, float]:
+  """The teacher's memory per device: its held parameters, laid out by the trainer's rules, and the working set of
+  its forward: FSDP gathers a block's weights (and prefetches the next) in the compute dtype, and one block's
+  activations at a time (nothing is kept for a backward pass). Counted as if they coexisted with the student's
+  saved activations; XLA may run the teacher first and need less."""
+  spec = model.spec
+  c = _dtype_bytes(spec.compute_dtype)
+  held = sum(size * _sharded_elements(path, shape, fsdp, min_size, rules) for path, shape, size in model.leaves)
+  block = sum(math.prod(shape) for path, shape, _ in model.leaves
+              if path.startswith("encoder/blocks/")) // max(spec.depth, 1)
+  working = 2 * block * c if fsdp > 1 else 0
+  activations = per_device_batch * _block_all_bytes(model.num_tokens, spec.width, spec.mlp_dim, spec.num_heads, c,
+                                                    spec.attention_impl == "cudnn")
+  return {"teacher_params": float(held), "teacher_working": float(working + activations)}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Memory for one mesh
 
@@ -158,12 +254,15 @@ def estimate_memory(spec: ModelSpec, plan: masking.MaskingPlan, shapes, *, data:
                     per_device_batch: int, microbatches: int = 1,
                     min_size: int = sharding.DEFAULT_FSDP_MIN_SIZE,
                     rules: Sequence[Tuple[str, str]] = sharding.DEFAULT_RULES, input_buffers: int = 2,
-                    input_bytes_per_clip: Optional[float] = None) -> MemoryEstimate:
+                    input_bytes_per_clip: Optional[float] = None, activations: Optional[Dict[str, float]] = None,
+                    frozen: Optional[FrozenModel] = None) -> MemoryEstimate:
+  """Bytes per device by part. `activations`: per clip, as activation_bytes_per_clip gives them (the default, for
+  pretraining's `plan`) or classifier_activation_bytes_per_clip; `frozen`: a teacher, added as its own parts."""
   params = summarize_params(shapes, spec, fsdp, min_size, rules)
   c = _dtype_bytes(spec.compute_dtype)
   per_device_param_bytes = 4 * params.per_device_elements
   working = 2 * params.largest_block * c + (4 * params.largest_block if fsdp > 1 else 0)
-  acts = activation_bytes_per_clip(spec, plan)
+  acts = activations if activations is not None else activation_bytes_per_clip(spec, plan)
   saved = sum(value for key, value in acts.items() if key != "block_working")
   clip_bytes = (spec.num_frames * spec.image_size * spec.image_size * 3 if input_bytes_per_clip is None
                 else input_bytes_per_clip)
@@ -175,6 +274,9 @@ def estimate_memory(spec: ModelSpec, plan: masking.MaskingPlan, shapes, *, data:
       "activations": per_device_batch * (saved + acts["block_working"]),
       "input_batch": float(input_buffers * per_device_batch * microbatches * clip_bytes),
   }
+  if frozen is not None:
+    parts.update(frozen_bytes_per_device(frozen, fsdp=fsdp, per_device_batch=per_device_batch, min_size=min_size,
+                                         rules=rules))
   return MemoryEstimate(data=data, fsdp=fsdp, per_device_batch=per_device_batch, microbatches=microbatches,
                         parts=parts)
 
@@ -202,8 +304,25 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
               flops: str = "analytic") -> Dict[str, Any]:
   """Everything the table shows, as a JSON-able dict. Raises ConfigError when no mesh can work at all."""
   dev = hardware.lookup(device)
-  task = PretrainTask.from_config(config)
+  task = tasks.from_config(config)
   spec, plan = task.spec, task.plan
+  if isinstance(task, PretrainTask):
+    activations, analytic = activation_bytes_per_clip(spec, plan), flops_per_clip(spec, plan)
+    tokens = {"encoder": plan.num_encoder_tokens, "decoder": plan.num_decoder_inputs,
+              "predicted": plan.num_decoder_tokens, "total": plan.num_tokens}
+    step_kind = {"encoder_masking": plan.encoder, "decoder_masking": plan.decoder}
+  elif isinstance(task, ClassificationTask):
+    kept = plan.num_finetune_tokens
+    activations, analytic = classifier_activation_bytes_per_clip(spec, kept), classifier_flops_per_clip(spec, kept)
+    tokens = {"kept": kept, "total": plan.num_tokens}
+    step_kind = {"finetune_keep_ratio": plan.finetune_keep_ratio}
+  else:
+    raise ConfigError(f"config.task={config.task!r}: the planner knows the steps of the pretrain, classify and "
+                      "distill tasks; use python -m videomae_jax.tools.inspect_config (XLA's numbers) for this one.")
+  teacher = frozen_model(task)
+  if teacher is not None:  # the teacher's forward is work every step does (and the trainer's MFU counts)
+    analytic = {"forward": analytic["forward"], "train_model": analytic["train_model"] + teacher.forward_flops,
+                "train_hardware": analytic["train_hardware"] + teacher.forward_flops}
   shapes = param_shapes(config)
   min_size = int(config.fsdp_min_size)
   rules = [tuple(rule) for rule in config.sharding_rules]
@@ -229,7 +348,8 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
   def estimate(f: int, k: int) -> MemoryEstimate:
     return estimate_memory(spec, plan, shapes, data=num_devices // f, fsdp=f, per_device_batch=k,
                            microbatches=clips_per_device // k, min_size=min_size, rules=rules,
-                           input_bytes_per_clip=input_bytes_per_view(config))
+                           input_bytes_per_clip=input_bytes_per_view(config), activations=activations,
+                           frozen=teacher)
 
   chosen, tried = None, []
   for k in batch_options:
@@ -252,31 +372,33 @@ def make_plan(config, *, num_devices: int, device: str, per_device_batch: Option
 
   if flops == "xla":
     model_per_clip = train_step.flops_per_clip(task, config)
-    analytic = flops_per_clip(spec, plan)
     hardware_per_clip = model_per_clip * analytic["train_hardware"] / analytic["train_model"]
     flops_source = "XLA cost analysis of the lowered, unrolled step (hardware FLOPs scaled by the analytic remat)"
     forward = analytic["forward"]
   else:
-    analytic = flops_per_clip(spec, plan)
     model_per_clip, hardware_per_clip = analytic["train_model"], analytic["train_hardware"]
     forward = analytic["forward"]
     flops_source = "analytic matmul FLOPs (2*m*n*k per matmul, x3 fwd+bwd, +1 forward of the blocks for remat)"
   step_flops = model_per_clip * batch
   epoch_steps, total_steps, _ = optim.schedule_lengths(config)
   result: Dict[str, Any] = {
-      "config": {"variant": config.model.variant, "batch_size": batch, "compute_dtype": spec.compute_dtype,
-                 "remat_policy": spec.remat_policy, "scan_layers": spec.scan_layers,
-                 "attention_impl": spec.attention_impl, "encoder_masking": plan.encoder,
-                 "decoder_masking": plan.decoder, "total_epochs": float(config.total_epochs),
+      "config": {"task": type(task).__name__, "variant": config.model.variant, "batch_size": batch,
+                 "compute_dtype": spec.compute_dtype, "remat_policy": spec.remat_policy,
+                 "scan_layers": spec.scan_layers, "attention_impl": spec.attention_impl, **step_kind,
+                 "total_epochs": float(config.total_epochs),
                  "num_videos_per_epoch": int(config.data.num_videos_per_epoch),
                  "repeated_aug": int(config.data.get("repeated_aug", 1))},
       "device": {"name": dev.name, "description": dev.description, "count": num_devices, "slices": num_slices,
                  "memory_bytes": dev.memory_bytes, "peak_flops": dev.peak_flops, "headroom": headroom},
       "params": {"total": summarize_params(shapes, spec, 1).total,
                  "encoder": summarize_params(shapes, spec, 1).encoder},
-      "tokens": {"encoder": plan.num_encoder_tokens, "decoder": plan.num_decoder_inputs,
-                 "predicted": plan.num_decoder_tokens, "total": plan.num_tokens},
-      "activations_per_clip_bytes": activation_bytes_per_clip(spec, plan),
+      "tokens": tokens,
+      "activations_per_clip_bytes": activations,
+      "teacher": None if teacher is None else {
+          "variant": config.distill.teacher_model.variant, "params": teacher.total, "held_bytes": teacher.held_bytes,
+          "compute_dtype": teacher.spec.compute_dtype, "patch_size": teacher.spec.patch_size,
+          "tokens": teacher.num_tokens, "total_tokens": teacher.spec.num_tokens,
+          "forward_per_clip": teacher.forward_flops},
       "flops": {"source": flops_source, "forward_per_clip": forward, "train_model_per_clip": model_per_clip,
                 "train_hardware_per_clip": hardware_per_clip, "train_model_per_step": step_flops},
       "candidates": [_estimate_dict(e, budget) for e in tried],
@@ -317,17 +439,36 @@ def _estimate_dict(estimate: Optional[MemoryEstimate], budget: float) -> Optiona
 
 def format_table(result: Dict[str, Any]) -> str:
   c, d, p, t, f, tm = (result[k] for k in ("config", "device", "params", "tokens", "flops", "time"))
+  teacher = result.get("teacher")
   rows: List[Tuple[str, str]] = [
       ("model", f"ViT-{c['variant']}, {c['compute_dtype']}, remat={c['remat_policy']}, scan={c['scan_layers']}, "
                 f"attention={c['attention_impl']}"),
-      ("masking", f"encoder={c['encoder_masking']} ({t['encoder']} tokens), decoder={c['decoder_masking']} "
-                  f"({t['decoder']} tokens, {t['predicted']} predicted) of {t['total']}"),
-      ("params", f"{p['total'] / 1e6:.2f}M (encoder {p['encoder'] / 1e6:.2f}M)"),
+  ]
+  if "encoder_masking" in c:
+    rows.append(("masking", f"encoder={c['encoder_masking']} ({t['encoder']} tokens), decoder="
+                            f"{c['decoder_masking']} ({t['decoder']} tokens, {t['predicted']} predicted) of "
+                            f"{t['total']}"))
+  else:
+    rows.append(("tokens", f"{t['kept']} of {t['total']} per clip (MATS keep ratio {c['finetune_keep_ratio']})"))
+  rows.append(("params", f"{p['total'] / 1e6:.2f}M (encoder {p['encoder'] / 1e6:.2f}M)"))
+  if teacher:
+    rows.append(("teacher", f"ViT-{teacher['variant']}/{teacher['patch_size']}, {teacher['params'] / 1e6:.2f}M "
+                            f"params held in {teacher['held_bytes'] / GIB:.2f} GiB ({teacher['compute_dtype']} "
+                            f"kernels), forward only on {teacher['tokens']} of {teacher['total_tokens']} tokens"))
+  if teacher:
+    student_train = f["train_model_per_clip"] - teacher["forward_per_clip"]
+    flops_row = (f"{f['forward_per_clip'] / 1e9:.1f} G student forward; train step "
+                 f"{f['train_model_per_clip'] / 1e9:.1f} G = student {student_train / 1e9:.1f} G + teacher forward "
+                 f"{teacher['forward_per_clip'] / 1e9:.1f} G; {f['train_hardware_per_clip'] / 1e9:.1f} G with remat "
+                 "recompute")
+  else:
+    flops_row = (f"{f['forward_per_clip'] / 1e9:.1f} G forward, {f['train_model_per_clip'] / 1e9:.1f} G train "
+                 f"step, {f['train_hardware_per_clip'] / 1e9:.1f} G with remat recompute")
+  rows += [
       ("devices", f"{d['count']} x {d['name']} ({d['description']}), {d['memory_bytes'] / GIB:.0f} GiB each, "
                   f"budget {d['headroom']:.0%}" + (f", {d['slices']} slices" if d["slices"] > 1 else "")),
       ("global batch", f"{c['batch_size']} clips ({c['batch_size'] // d['count']} per device)"),
-      ("FLOPs per clip", f"{f['forward_per_clip'] / 1e9:.1f} G forward, {f['train_model_per_clip'] / 1e9:.1f} G "
-                         f"train step, {f['train_hardware_per_clip'] / 1e9:.1f} G with remat recompute"),
+      ("FLOPs per clip", flops_row),
       ("FLOPs per step", f"{f['train_model_per_step'] / 1e15:.2f} PFLOP ({f['source']})"),
   ]
   if tm.get("step_seconds"):
@@ -342,7 +483,8 @@ def format_table(result: Dict[str, Any]) -> str:
   else:
     rows.append(("time", tm["note"]))
   lines = [_rows(rows), "", "memory per device (GiB):"]
-  header = ("mesh data x fsdp", "batch", "params", "opt", "grads", "weights", "activ.", "input", "total", "fits")
+  header = ("mesh data x fsdp", "batch", "params", "opt", "grads", "weights", "activ.", "input",
+            *(("teacher",) if teacher else ()), "total", "fits")
   table = [header]
   shown = list(result["candidates"])
   if result["configured_mesh"] and result["configured_mesh"] not in shown:
@@ -353,6 +495,7 @@ def format_table(result: Dict[str, Any]) -> str:
     table.append((f"{entry['mesh']['data']} x {entry['mesh']['fsdp']}", batch,
                   *(f"{b[k] / GIB:.2f}" for k in ("params", "optimizer", "gradients", "working_weights",
                                                   "activations", "input_batch")),
+                  *((f"{(b['teacher_params'] + b['teacher_working']) / GIB:.2f}",) if teacher else ()),
                   f"{entry['total_bytes'] / GIB:.2f}",
                   f"yes (<= {entry['budget_bytes'] / GIB:.1f})" if entry["fits"] else "no"))
   widths = [max(len(row[i]) for row in table) for i in range(len(header))]

@@ -92,9 +92,15 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
     path = epath.Path(workdir) / SUMMARY_FILE
     return json.loads(path.read_text()) if path.exists() else {"step": restored_step, "total_steps": total_steps}
 
+  # A task's frozen arrays (a distillation teacher) are read and checked first: a bad path fails before compiling.
+  # They are not in the checkpoints, so a resumed run reads them again here.
+  host_frozen = task.load_frozen()
+
   # Mesh and the compiled step: memory problems show up before any data is read ------------------------------
   mesh = sharding.make_mesh(config.mesh)
   step = train_step.build(config, mesh=mesh, task=task)
+  frozen = step.put_frozen(host_frozen)
+  del host_frozen
   logging.info("Mesh %s over %d devices (%d processes); batch %d; %d steps (%d per epoch).", dict(mesh.shape),
                mesh.devices.size, jax.process_count(), config.batch_size, total_steps, steps_per_epoch)
   flops_per_step = step.flops_per_clip * config.batch_size / mesh.devices.size
@@ -132,7 +138,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
       batch = {key: jax.make_array_from_process_local_data(step.batch_sharding, np.asarray(local[key]))
                for key in step.abstract_batch}
       data_wait += time.time() - wait_start
-      state, step_metrics = step(state, batch)
+      state, step_metrics = step(state, batch, frozen)
       checkpointer.raise_if_save_failed()  # a background save that failed stops the run here, not a save later
       current += 1
       window_steps += 1

@@ -4,6 +4,11 @@ The train state is a plain pytree: {'step': int32, 'params': ..., 'opt_state': .
 choice of a step (masks, token selection, stochastic depth, mixup) derives from fold_in(state['rng'], step), so a
 resumed run draws exactly what an uninterrupted run draws.
 
+A task's frozen arrays (a distillation teacher: videomae_jax.tasks.base) are the step's third argument, not part of
+the state: the gradient is taken with respect to state['params'] alone, the optimizer never sees them (no moments),
+checkpoints never hold them, and they are laid out by the same sharding rules as the parameters. The step is
+(state, batch, frozen) -> (state, metrics), frozen None for the tasks that have none.
+
 `build(config)` is the recipe "shardings, abstract state and batch, jit, lower, compile, count FLOPs" written once;
 the trainer, `tools.inspect_config`, `benchmarks.train_step` and the planner's XLA check all call it, so they
 report the same FLOPs per clip and the same compiled memory for the same config and batch. Nothing is allocated
@@ -18,6 +23,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from videomae_jax import optim, sharding, tasks
@@ -30,11 +36,18 @@ def step_rng(state: State) -> jax.Array:
   return jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
 
 
+def loss_of_params(task: tasks.Task, batch: Batch, rng: jax.Array, frozen: Any = None) -> Callable:
+  """params -> (loss, aux) of a training step; a task's frozen arrays are bound in, outside what is differentiated."""
+  if frozen is None:
+    return lambda params: task.loss(params, batch, rng, True)
+  return lambda params: task.loss(params, batch, rng, True, frozen=frozen)
+
+
 def make_train_step(task: tasks.Task, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule) -> Callable[[State, Batch], Tuple[State, Dict]]:
-  """(state, batch) -> (state, metrics) for any task."""
-  def train_step(state: State, batch: Batch):
-    grad_fn = jax.value_and_grad(lambda p: task.loss(p, batch, step_rng(state), True), has_aux=True)
+                    schedule: optax.Schedule) -> Callable[..., Tuple[State, Dict]]:
+  """(state, batch, frozen=None) -> (state, metrics) for any task."""
+  def train_step(state: State, batch: Batch, frozen: Any = None):
+    grad_fn = jax.value_and_grad(loss_of_params(task, batch, step_rng(state), frozen), has_aux=True)
     (loss, aux), grads = grad_fn(state["params"])
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
@@ -88,7 +101,8 @@ def flops_per_clip(task: tasks.Task, config, batch_size: int = 2) -> float:
   abstract_params = jax.eval_shape(task.init_params, jax.random.key(0))
   optimizer, schedule = make_optimizer(config, task, abstract_params)
   state = jax.eval_shape(lambda: init_train_state(task, optimizer, 0))
-  lowered = jax.jit(make_train_step(task, optimizer, schedule)).lower(state, task.abstract_batch(batch_size))
+  frozen = jax.eval_shape(task.init_frozen, jax.random.key(0))  # a teacher's forward is work the step does
+  lowered = jax.jit(make_train_step(task, optimizer, schedule)).lower(state, task.abstract_batch(batch_size), frozen)
   analysis = lowered.cost_analysis()
   if isinstance(analysis, (list, tuple)):
     analysis = analysis[0] if analysis else {}
@@ -123,7 +137,9 @@ class CompiledStep:
   batch_sharding: jax.sharding.NamedSharding
   abstract_state: Any                     # ShapeDtypeStructs carrying the state shardings (restore targets)
   abstract_batch: Dict[str, jax.ShapeDtypeStruct]
-  compiled: Any                           # jax.stages.Compiled: (state, batch) -> (state, metrics)
+  frozen_shardings: Any                   # the task's frozen arrays (None for most tasks), laid out as parameters
+  abstract_frozen: Any
+  compiled: Any                           # jax.stages.Compiled: (state, batch, frozen) -> (state, metrics)
   compile_seconds: float
   flops_per_clip: float                   # model FLOPs (the numerator of MFU)
   memory: Dict[str, int]                  # XLA's memory analysis per device
@@ -133,8 +149,20 @@ class CompiledStep:
     return jax.jit(lambda: init_train_state(self.task, self.optimizer, seed),
                    out_shardings=self.state_shardings)()
 
-  def __call__(self, state: State, batch: Batch):
-    return self.compiled(state, batch)
+  def init_frozen(self, seed: int = 0) -> Any:
+    """Randomly initialized frozen arrays, already sharded: stand-ins where the real ones do not matter
+    (benchmarks, shape checks). None when the task has none."""
+    return jax.jit(lambda: self.task.init_frozen(jax.random.key(seed)), out_shardings=self.frozen_shardings)()
+
+  def put_frozen(self, host_frozen: Any) -> Any:
+    """The task's frozen arrays (host numpy, task.load_frozen) on the mesh, leaf by leaf in their shardings."""
+    if host_frozen is None:
+      return None
+    return jax.tree.map(lambda leaf, abstract, s: jax.device_put(np.asarray(leaf, abstract.dtype), s),
+                        host_frozen, self.abstract_frozen, self.frozen_shardings)
+
+  def __call__(self, state: State, batch: Batch, frozen: Any = None):
+    return self.compiled(state, batch, frozen)
 
   def describe(self) -> Dict[str, Any]:
     """The numbers every caller reports: FLOPs per clip and memory per device."""
@@ -162,16 +190,25 @@ def build(config, *, mesh: Optional[jax.sharding.Mesh] = None, task: Optional[ta
   state_shardings = sharding.state_shardings(abstract_state, mesh, rules, int(config.fsdp_min_size))
   batch_sharding = sharding.batch_sharding(mesh)
   abstract_batch = task.abstract_batch(batch_size, batch_sharding)
+  # A teacher follows the parameters' rules: FSDP-sharded where they are, so a ViT-g teacher fits beside its student.
+  abstract_frozen = jax.eval_shape(task.init_frozen, jax.random.key(0))
+  frozen_shardings = (None if abstract_frozen is None else
+                      sharding.param_shardings(abstract_frozen, mesh, rules, int(config.fsdp_min_size)))
   step = jax.jit(make_train_step(task, optimizer, schedule),
-                 in_shardings=(state_shardings, jax.tree.map(lambda _: batch_sharding, abstract_batch)),
+                 in_shardings=(state_shardings, jax.tree.map(lambda _: batch_sharding, abstract_batch),
+                               frozen_shardings),
                  out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
   abstract_state = jax.tree.map(lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
                                 abstract_state, state_shardings)
+  if abstract_frozen is not None:
+    abstract_frozen = jax.tree.map(lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
+                                   abstract_frozen, frozen_shardings)
   start = time.time()
-  compiled = step.lower(abstract_state, abstract_batch).compile()
+  compiled = step.lower(abstract_state, abstract_batch, abstract_frozen).compile()
   compile_seconds = time.time() - start
   return CompiledStep(task=task, mesh=mesh, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
                       state_shardings=state_shardings, batch_sharding=batch_sharding, abstract_state=abstract_state,
-                      abstract_batch=abstract_batch, compiled=compiled, compile_seconds=compile_seconds,
+                      abstract_batch=abstract_batch, frozen_shardings=frozen_shardings,
+                      abstract_frozen=abstract_frozen, compiled=compiled, compile_seconds=compile_seconds,
                       flops_per_clip=flops_per_clip(task, config) if count_flops else 0.0,
                       memory=memory_analysis(compiled))

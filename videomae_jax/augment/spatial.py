@@ -6,7 +6,8 @@ w = round(sqrt(area * aspect)), h = round(sqrt(area / aspect)), accepted when 0 
 uniform (inclusive); otherwise a centre crop with the aspect clamped into `ratio`. One box per clip, resized to
 size x size with videomae_jax.data.transforms.resize (bilinear, align_corners=False, no antialiasing: torch
 `interpolate(mode='bilinear')`), then the clip is flipped horizontally with probability 0.5 (not for SSv2, where
-left/right is in the label).
+left/right is in the label). With config.augment.crop='multiscale' the box is instead pretraining's MultiScaleCrop
+(videomae_jax.data.transforms.multiscale_crop_box), as VideoMAE V2's distillation recipe lists.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import numpy as np
 
 from videomae_jax.augment.rand_augment import RandAugment
 from videomae_jax.data import transforms
+from videomae_jax.errors import ConfigError
 
+CROPS = ("random_resized", "multiscale")
 DEFAULT_SCALE = (0.08, 1.0)
 DEFAULT_RATIO = (0.75, 4.0 / 3.0)
 
@@ -61,16 +64,25 @@ class FinetuneTrainTransform:
   scale: Tuple[float, float] = DEFAULT_SCALE
   ratio: Tuple[float, float] = DEFAULT_RATIO
   flip: bool = True
+  # MultiScaleCrop's scales of the short side instead of the random resized crop when set (config.augment.crop =
+  # 'multiscale': VideoMAE V2's distillation recipe crops as its pretraining does).
+  multiscale_scales: Tuple[float, ...] = ()
 
   @classmethod
   def from_config(cls, config: Any) -> "FinetuneTrainTransform":
-    """config.model.image_size and config.augment.{rand_augment, crop_scale, crop_ratio, flip}."""
+    """config.model.image_size, config.augment.{rand_augment, crop_scale, crop_ratio, flip, crop} and, for the
+    multiscale crop, config.data.multiscale_crop_scales."""
     aug = config.augment
     spec = aug.rand_augment or ""
+    crop = str(aug.get("crop", "random_resized"))
+    if crop not in CROPS:
+      raise ConfigError(f"config.augment.crop={crop!r}; use one of {CROPS}.")
     return cls(size=int(config.model.image_size),
                rand_augment=RandAugment.from_string(spec) if spec else None,
                scale=tuple(float(v) for v in aug.crop_scale), ratio=tuple(float(v) for v in aug.crop_ratio),
-               flip=bool(aug.flip))
+               flip=bool(aug.flip),
+               multiscale_scales=(tuple(float(v) for v in config.data.multiscale_crop_scales)
+                                  if crop == "multiscale" else ()))
 
   def __call__(self, frames: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
     frames = np.asarray(frames)
@@ -78,8 +90,12 @@ class FinetuneTrainTransform:
       raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}.")
     if self.rand_augment is not None:
       frames = self.rand_augment(frames, rng)
-    top, left, crop_h, crop_w = random_resized_crop_box(rng, frames.shape[1], frames.shape[2], self.scale,
-                                                        self.ratio)
+    if self.multiscale_scales:
+      box = transforms.multiscale_crop_box(frames.shape[1], frames.shape[2], rng, output_size=self.size,
+                                           scales=self.multiscale_scales)
+    else:
+      top, left, crop_h, crop_w = random_resized_crop_box(rng, frames.shape[1], frames.shape[2], self.scale,
+                                                          self.ratio)
+      box = (left, top, crop_w, crop_h)
     # The flip coin is drawn after the box, as the official loader does.
-    return transforms.crop_resize(frames, (left, top, crop_w, crop_h), self.size,
-                                  flip=self.flip and rng.random() < 0.5, out=out)
+    return transforms.crop_resize(frames, box, self.size, flip=self.flip and rng.random() < 0.5, out=out)

@@ -1,12 +1,13 @@
 """The grain input pipeline: video shards (or TFDS) -> uint8 batches of views, for every mode.
 
-  dataset = pipeline.make_dataset(config, mode="pretrain")   # 'pretrain' | 'finetune' | 'test'
+  dataset = pipeline.make_dataset(config, mode="pretrain")   # 'pretrain' | 'finetune' | 'distill' | 'test'
   iterator = iter(dataset)        # a grain DatasetIterator: get_state() / set_state() checkpoint it
   batch = next(iterator)          # dict of numpy arrays; normalize on the device (videomae_jax.normalization)
 
 Batches travel as uint8 (a quarter of float32's bytes through the host and PCIe). Per process:
-  'pretrain', 'finetune'  B = config.batch_size // process_count rows, counting R = data.repeated_aug views per
-        decoded clip (row i * R + r is view r of clip i):
+  'pretrain', 'finetune', 'distill'  B = config.batch_size // process_count rows, counting R = data.repeated_aug
+        views per decoded clip (row i * R + r is view r of clip i; 'distill' is 'finetune' that also takes
+        unlabeled records):
           video   uint8 [B, T, S, S, 3]  (T = model.num_frames, or data.num_candidate_frames when set; S =
                   model.image_size)
           label   int32 [B]   (-1: an unlabeled source)
@@ -277,6 +278,7 @@ class FinetuneViews(grain.transforms.RandomMap):
   cache_bytes: int = 0            # data.decoded_cache_mb (videomae_jax.data.video_cache)
   # Fine-tuning draws from its own seed sequence, so its augmentation does not repeat pretraining's.
   seed_salt = (5,)
+  labels_required = True
 
   def __post_init__(self):
     _check_sampling(self.sampling, temporal.TRAIN_SAMPLINGS, "data.sampling")
@@ -292,14 +294,23 @@ class FinetuneViews(grain.transforms.RandomMap):
     repeats, size = self.repeats, self.transform.size
     video = np.empty((len(records) * repeats, self.clip_length, size, size, 3), np.uint8)
     for i, record in enumerate(records):
-      if int(record["label"]) < 0:
+      if self.labels_required and int(record["label"]) < 0:
         raise ValueError(f"record {record.get('path', '?')!r} of source {record['_source']} has no label: "
-                         "fine-tuning needs labeled shards (or a config.data.label_set that covers its class).")
+                         "fine-tuning needs labeled shards (or a config.data.label_set that covers its class); "
+                         "distillation (config.task='distill') takes unlabeled ones.")
       clip = _decode(record, _train_indices(record, self.clip_length, self.sampling, rng), self.backend,
                      cache_bytes=self.cache_bytes)
       for r in range(repeats):
         self.transform(clip, rng, out=video[i * repeats + r])
     return dict(video=video, **_labels(records, repeats))
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillViews(FinetuneViews):
+  """Fine-tuning's views of labeled and unlabeled records (label -1): a distillation student learns the teacher's
+  outputs, so videos without labels count too. The same seed sequence as fine-tuning, so on the same records and
+  seed a distillation run and a fine-tuning run see the same views."""
+  labels_required = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,7 +377,7 @@ def _labels(records, repeats: int) -> dict[str, np.ndarray]:
 
 
 # The one place a mode picks its behaviour.
-_VIEWS = {"pretrain": PretrainViews, "finetune": FinetuneViews, "test": TestViews}
+_VIEWS = {"pretrain": PretrainViews, "finetune": FinetuneViews, "distill": DistillViews, "test": TestViews}
 MODES = tuple(_VIEWS)
 
 
@@ -515,10 +526,10 @@ def record_stream(config, *, mode: str, process_index: int, process_count: int, 
   """This process's stream of record dicts before decoding (with '_source' and '_stride'; record['path'] names
   the video).
 
-  Training ('pretrain', 'finetune'): the infinite shuffled global stream of config.data.sources mixed by weight,
-  element k of process p being global element k * process_count + p. 'test': every record of config.eval.path
-  (its first eval.max_videos when > 0) once, in order, padded ({'_pad': True}) to a multiple of `global_batch`,
-  strided over the processes the same way.
+  Training ('pretrain', 'finetune', 'distill'): the infinite shuffled global stream of config.data.sources mixed by
+  weight, element k of process p being global element k * process_count + p. 'test': every record of
+  config.eval.path (its first eval.max_videos when > 0) once, in order, padded ({'_pad': True}) to a multiple of
+  `global_batch`, strided over the processes the same way.
   """
   if mode == "test":
     path = config.eval.path
@@ -556,7 +567,7 @@ def make_dataset(config, *, mode: str, process_index: int | None = None, process
 
   Reads config.seed, config.model.{num_frames, image_size}, config.data.* (sources, label_set, repeated_aug,
   sampling, multiscale_crop_scales, flip, crop_on_device, crop_canvas, num_candidate_frames, video_decoder,
-  num_workers, worker_buffer_size), config.augment.* ('finetune') and config.eval.* ('test').
+  num_workers, worker_buffer_size), config.augment.* ('finetune', 'distill') and config.eval.* ('test').
   process_index / process_count default to jax.process_index() / jax.process_count(); seed to config.seed;
   batch_size to config.batch_size (training: global, counting repeated views) or config.eval.batch_size ('test':
   videos over all processes); num_workers to data.num_workers or eval.num_workers (0: decode in this process).

@@ -4,6 +4,7 @@ A task is one module defining a `Task` subclass (videomae_jax.tasks.base) and na
 
   pretrain   VideoMAE V2 / MATS masked video pretraining (videomae_jax.tasks.pretrain)
   classify   supervised fine-tuning and post-pretraining of the classifier (videomae_jax.tasks.classify)
+  distill    knowledge distillation of a classifier from a frozen teacher classifier (videomae_jax.tasks.distill)
 
 `config.task` is one of those names or the import path of any other task module (`'my_project.my_task'`), so a
 new task is one module plus a config; nothing else changes.
@@ -16,7 +17,8 @@ from typing import Type
 from videomae_jax.errors import ConfigError
 from videomae_jax.tasks.base import Task
 
-BUILTIN = {"pretrain": "videomae_jax.tasks.pretrain", "classify": "videomae_jax.tasks.classify"}
+BUILTIN = {"pretrain": "videomae_jax.tasks.pretrain", "classify": "videomae_jax.tasks.classify",
+           "distill": "videomae_jax.tasks.distill"}
 
 
 def task_class(name: str) -> Type[Task]:

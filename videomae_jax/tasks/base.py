@@ -36,7 +36,21 @@ class Task:
     raise NotImplementedError
 
   def loss(self, params: Any, batch: Batch, rng: jax.Array, train: bool = True) -> Tuple[jax.Array, Dict]:
+    """A task with frozen arrays (below) takes them as a keyword: loss(params, batch, rng, train, frozen=...)."""
     raise NotImplementedError
+
+  # Frozen arrays: what the loss reads but never trains (a distillation teacher). They are an argument of the
+  # compiled step beside the train state, so they get no gradient and no optimizer state and are not checkpointed;
+  # a restarted run reads them again from where the config says. Most tasks have none (None).
+  def init_frozen(self, rng: jax.Array) -> Any:
+    """Randomly initialized frozen arrays: their shapes and dtypes for compiling, stand-ins for benchmarks."""
+    del rng
+    return None
+
+  def load_frozen(self) -> Any:
+    """The real frozen arrays as host numpy, laid out as init_frozen's; ConfigError (naming the key) when they
+    cannot be read or do not fit. Called by the trainer before it compiles anything."""
+    return None
 
   def adapt_loaded_params(self, loaded: Any, seed: int = 0) -> Dict[str, Any]:
     """Per-layer params for this task from a params_io.LoadedParams; by default they must be of our kind."""

@@ -128,6 +128,15 @@ class ClassificationTask(Task):
     return jax.nn.softmax(self.logits(params, video, train=False), axis=-1)
 
   # --- training ----------------------------------------------------------------------------------------------
+  def augment(self, erase_rng: jax.Array, mix_rng: jax.Array, video: jax.Array,
+              labels: jax.Array) -> Tuple[jax.Array, jax.Array, jax.Array]:
+    """The device-side augmentation of a normalized batch: random erasing, then one mixup / cutmix draw for the
+    whole batch. Returns (clips, mixed soft targets [B, C], the mixing weight lambda)."""
+    video = random_erasing(erase_rng, video, self.random_erasing)
+    video, targets, mix_params = mixup.mixup_batch(mix_rng, video, labels, self.num_classes, self.mixup,
+                                                   self.mixup_groups)
+    return video, targets, mix_params.lam
+
   def loss(self, params: Any, batch: Batch, rng: jax.Array, train: bool = True) -> Tuple[jax.Array, Dict]:
     """batch {'video' [B, T, S, S, 3], 'label' [B]} -> (mean soft-target cross-entropy, aux metrics)."""
     video = normalize(batch["video"])
@@ -135,10 +144,7 @@ class ClassificationTask(Task):
     erase_rng, mix_rng, dropout_rng = jax.random.split(rng, 3)
     aux = {}
     if train:
-      video = random_erasing(erase_rng, video, self.random_erasing)
-      video, targets, mix_params = mixup.mixup_batch(mix_rng, video, labels, self.num_classes, self.mixup,
-                                                     self.mixup_groups)
-      aux["mix_lambda"] = mix_params.lam
+      video, targets, aux["mix_lambda"] = self.augment(erase_rng, mix_rng, video, labels)
     else:
       targets = jax.nn.one_hot(labels, self.num_classes, dtype=jnp.float32)
     logits = self.model.apply({"params": params}, video, self.keep_indices(params, video), train=train,

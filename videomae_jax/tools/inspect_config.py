@@ -7,8 +7,10 @@ r"""Look at a configuration without training: parameter and token counts, FLOPs 
 
 Nothing is allocated: the trainer's own step (videomae_jax.train_step.build) is compiled ahead of time for
 --batch_size clips on this process's devices; FLOPs (model FLOPs per clip, XLA cost analysis) and memory (XLA's
-memory analysis per device) are what the trainer logs. --compare_schemes compares the masking schemes of a
-pretraining config, or a classifier's forward FLOPs per view with and without MATS token keeping.
+memory analysis per device) are what the trainer logs; a distillation config's frozen teacher is an argument of
+that step, so both count it, and its own line shows its parameters, held bytes and forward FLOPs. --compare_schemes
+compares the masking schemes of a pretraining config, or a classifier's forward FLOPs per view with and without MATS
+token keeping.
 """
 from __future__ import annotations
 

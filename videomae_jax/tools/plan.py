@@ -1,6 +1,9 @@
-r"""Plan a pretraining run before paying for it: memory per device, FLOPs, time, and a mesh that fits.
+r"""Plan a run before paying for it: memory per device, FLOPs, time, and a mesh that fits. Pretraining,
+classifier fine-tuning and distillation (the frozen teacher's parameters, forward working set and forward FLOPs
+added to the student's step: docs/planning.md).
 
   python -m videomae_jax.tools.plan --config=configs/vitg_pretrain.py --num_devices=64 --device=h100
+  python -m videomae_jax.tools.plan --config=configs/vitb_distill_from_vitg_k710.py --num_devices=64 --device=h100
   python -m videomae_jax.tools.plan --config=configs/vitg_pretrain.py --num_devices=256 --device=v5e [--json]
       [--per_device_batch=K] [--fsdp=F] [--num_slices=S] [--mfu=0.4] [--headroom=0.9] [--flops=analytic|xla]
       [--config.model.remat_policy=none ...]
