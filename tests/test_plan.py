@@ -130,7 +130,8 @@ def _small_config(remat: str, scan: bool = True, compute_dtype: str = "float32")
   config = vitg_pretrain.get_config()
   config.model.update(dict(variant="custom", width=128, depth=2, num_heads=4, mlp_dim=512, patch_size=8,
                            num_frames=8, image_size=64, decoder_width=64, decoder_num_heads=2, decoder_depth=1,
-                           compute_dtype=compute_dtype, scan_layers=scan, remat_policy=remat))
+                           compute_dtype=compute_dtype, scan_layers=scan, remat_policy=remat,
+                           attention_impl="xla"))  # what the planner assumes for 'auto' (blocked on the CPU)
   # Half the tokens visible, so blocks (not the clip itself) dominate the activations, as in real configs.
   config.masking.encoder_ratio = 0.5
   config.batch_size = 8

@@ -98,11 +98,16 @@ def _block_saved_bytes(n: int, d: int, m: int, h: int, c: int, flash: bool, poli
   raise ConfigError(f"config.model.remat_policy={policy!r} is not known to the planner.")
 
 
+# Attention that never keeps the [h, N, N] probabilities: cuDNN's fused kernel, and models.vit.blocked_attention
+# (query blocks recomputed in the backward pass). 'auto' is counted as XLA's textbook attention, which keeps them.
+FUSED_ATTENTION = ("cudnn", "blocked")
+
+
 def activation_bytes_per_clip(spec: ModelSpec, plan: masking.MaskingPlan) -> Dict[str, float]:
   """Bytes one clip keeps alive at the start of the backward pass, by part; 'block_working' is the transient set
   of the one block being differentiated (not multiplied by depth)."""
   c = _dtype_bytes(spec.compute_dtype)
-  flash = spec.attention_impl == "cudnn"
+  flash = spec.attention_impl in FUSED_ATTENTION
   policy = spec.remat_policy
   enc_n = plan.num_encoder_tokens
   dec_n = plan.num_decoder_inputs
@@ -127,7 +132,7 @@ def classifier_activation_bytes_per_clip(spec: ModelSpec, num_tokens: int) -> Di
   """Bytes one clip keeps alive at the start of a classifier's backward pass (its encoder on the `num_tokens` tokens
   MATS keeps, mean pool, fc_norm, head), by part; 'block_working' as in activation_bytes_per_clip."""
   c = _dtype_bytes(spec.compute_dtype)
-  flash = spec.attention_impl == "cudnn"
+  flash = spec.attention_impl in FUSED_ATTENTION
   policy = spec.remat_policy
   enc = dict(n=num_tokens, d=spec.width, m=spec.mlp_dim, h=spec.num_heads)
   pixels = spec.num_frames * spec.image_size * spec.image_size * 3
@@ -229,7 +234,7 @@ def frozen_bytes_per_device(model: FrozenModel, *, fsdp: int, per_device_batch: 
               if path.startswith("encoder/blocks/")) // max(spec.depth, 1)
   working = 2 * block * c if fsdp > 1 else 0
   activations = per_device_batch * _block_all_bytes(model.num_tokens, spec.width, spec.mlp_dim, spec.num_heads, c,
-                                                    spec.attention_impl == "cudnn")
+                                                    spec.attention_impl in FUSED_ATTENTION)
   return {"teacher_params": float(held), "teacher_working": float(working + activations)}
 
 
