@@ -23,7 +23,7 @@ from videomae_jax import sharding
 from videomae_jax.data import pipeline, shards
 from videomae_jax.errors import ConfigError
 
-BATCH_KEYS = ("video", "label", "valid")
+BATCH_KEYS = ("video", "label", "valid", "index")
 
 
 class EvalSet:
@@ -65,7 +65,8 @@ class EvalSet:
     return {"video": jax.ShapeDtypeStruct((self.batch_size * self.views_per_video, int(spec.num_frames), size, size,
                                            3), jnp.uint8, sharding=self._split),
             "label": jax.ShapeDtypeStruct((self.batch_size,), jnp.int32, sharding=self._split),
-            "valid": jax.ShapeDtypeStruct((self.batch_size,), jnp.bool_, sharding=self._split)}
+            "valid": jax.ShapeDtypeStruct((self.batch_size,), jnp.bool_, sharding=self._split),
+            "index": jax.ShapeDtypeStruct((self.batch_size,), jnp.int32, sharding=self._split)}
 
   def _local_batches(self) -> Iterator[Dict[str, np.ndarray]]:
     if self._cache is not None:
@@ -73,9 +74,15 @@ class EvalSet:
       return
     kept: Optional[List[Dict[str, np.ndarray]]] = [] if self._cache_bytes > 0 else None
     size = 0
-    for local in pipeline.make_dataset(self.config, mode="test", process_index=jax.process_index(),
-                                       process_count=jax.process_count()):
-      local = {key: np.asarray(local[key]) for key in BATCH_KEYS}
+    process, processes = jax.process_index(), jax.process_count()
+    per_process = self.batch_size // processes
+    for number, local in enumerate(pipeline.make_dataset(self.config, mode="test", process_index=process,
+                                                         process_count=processes)):
+      # The pipeline strides the videos over the processes (process p's k-th video of batch j is video
+      # j * batch_size + k * processes + p): its index in the set, so that what depends on the video (the
+      # reconstruction evaluator's masks) does not depend on the number of processes.
+      local = {key: np.asarray(local[key]) for key in BATCH_KEYS if key != "index"}
+      local["index"] = (number * self.batch_size + np.arange(per_process) * processes + process).astype(np.int32)
       if kept is not None:
         size += sum(value.nbytes for value in local.values())
         if size <= self._cache_bytes:
@@ -89,8 +96,9 @@ class EvalSet:
       self._cache = kept
 
   def batches(self) -> Iterator[Dict[str, jax.Array]]:
-    """Global batches {'video' [b * V, T, S, S, 3] uint8, 'label' [b] int32, 'valid' [b] bool}, b = batch_size
-    videos (video i's V views at rows i * V ... i * V + V - 1)."""
+    """Global batches {'video' [b * V, T, S, S, 3] uint8, 'label' [b] int32, 'valid' [b] bool, 'index' [b] int32
+    (each video's position in the set)}, b = batch_size videos (video i's V views at rows i * V ... i * V + V - 1).
+    The order of the videos in a batch depends on the number of processes; `index` does not."""
     for local in self._local_batches():
       yield {key: jax.make_array_from_process_local_data(self._split, local[key]) for key in BATCH_KEYS}
 

@@ -1,8 +1,9 @@
 """Held-out reconstruction loss of a pretraining run, and the reconstruction picture as a TensorBoard image.
 
 The training loss is measured on the clips being trained on, each with fresh masks; this one is measured on videos
-the run never trains on, with the same masks at every evaluation (drawn from the evaluator's `seed`, per batch),
-so successive values differ only by the parameters. The objective is the task's own: its masking plan (motion
+the run never trains on, with the same masks at every evaluation (each view's drawn from the evaluator's `seed`,
+the video's index in the set and the view's number: the same whatever the batch, device and process layout), so
+successive values differ only by the parameters. The objective is the task's own: its masking plan (motion
 scores from the current patch embedding where the scheme uses them), its targets (normalized tubelets or raw
 pixels), the mean over every loss token of the real videos (padding left out). Each video is its test view (a
 centred window at the evaluator's stride): neither device crops nor MATS adaptive frame selection, which are input
@@ -26,6 +27,18 @@ from videomae_jax.normalization import normalize
 from videomae_jax.tasks.pretrain import PretrainTask
 
 
+def view_keys(seed: int, index: jax.Array, views: int) -> jax.Array:
+  """[b * views] mask keys of b videos' views: fold_in(fold_in(key(seed), video index), view number)."""
+  base_key = jax.random.key(seed)
+  return jax.vmap(lambda i: jax.vmap(lambda v: jax.random.fold_in(jax.random.fold_in(base_key, i), v))(
+      jax.numpy.arange(views)))(index).reshape(-1)
+
+
+def _one_clip_masks(plan, key, clip, embed_fn, spec):
+  """One clip's masks (`sample_masks_for_video` on a batch of one), without the batch axis."""
+  return jax.tree.map(lambda x: x[0], masking.sample_masks_for_video(plan, key, clip[None], embed_fn, spec))
+
+
 class ReconstructionEvaluator(base.Evaluator):
 
   def __init__(self, task: PretrainTask, eval_set: data.EvalSet, compiled: Any, picture: Any, seed: int):
@@ -44,24 +57,25 @@ class ReconstructionEvaluator(base.Evaluator):
     spec, plan, model = task.spec, task.plan, task.model
     seed = int(settings.seed)
 
-    def clip_errors(params, batch, batch_index):
+    views = eval_set.views_per_video
+
+    def clip_errors(params, batch):
       video = normalize(batch["video"])
-      key = jax.random.fold_in(jax.random.key(seed), batch_index)
-      masks = masking.sample_masks_for_video(plan, key, video, task.embed_fn(params), spec)
+      masks = jax.vmap(lambda key, clip: _one_clip_masks(plan, key, clip, task.embed_fn(params), spec))(
+          view_keys(seed, batch["index"], views), video)
       predictions = model.apply({"params": params}, video, masks.encoder_indices, masks.decoder_indices)
       targets = gather_tokens(objective.tubelet_targets(video, spec, task.normalize_targets), masks.decoder_indices)
       return (*objective.clip_reconstruction_errors(predictions, targets, masks.loss_mask), batch["valid"])
 
     abstract_batch = eval_set.abstract_batch()
-    index = jax.ShapeDtypeStruct((), np.int32)
-    compiled = base.compile_on_mesh(clip_errors, mesh, abstract_params, abstract_batch, index)
+    compiled = base.compile_on_mesh(clip_errors, mesh, abstract_params, abstract_batch)
     picture = None
     if settings.picture:
       def picture_arrays(params, batch):
-        # Batch 0's key: the first video gets the masks its loss was measured with.
-        key = jax.random.fold_in(jax.random.key(seed), 0)
-        return visualization.picture_arrays(model, plan, spec, {"params": params}, normalize(batch["video"]), key,
-                                            task.normalize_targets)
+        # The first row (the set's first video, its first view) with the masks its loss was measured with.
+        key = view_keys(seed, batch["index"][:1], 1)[0]
+        return visualization.picture_arrays(model, plan, spec, {"params": params}, normalize(batch["video"][:1]),
+                                            key, task.normalize_targets)
       picture = base.compile_on_mesh(picture_arrays, mesh, abstract_params, abstract_batch)
     evaluator = cls(task, eval_set, compiled, picture, seed)
     evaluator.schedule_from(name, settings)
@@ -71,8 +85,8 @@ class ReconstructionEvaluator(base.Evaluator):
     error_sum = token_count = 0.0
     videos, first = 0, None
     views = self.eval_set.views_per_video
-    for index, batch in enumerate(self.eval_set.batches()):
-      errors, tokens, valid = (np.asarray(x, np.float64) for x in self.compiled(params, batch, np.int32(index)))
+    for batch in self.eval_set.batches():
+      errors, tokens, valid = (np.asarray(x, np.float64) for x in self.compiled(params, batch))
       valid_views = np.repeat(valid > 0, views)
       error_sum += float(errors[valid_views].sum())
       token_count += float(tokens[valid_views].sum())
