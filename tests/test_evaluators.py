@@ -174,3 +174,15 @@ def test_config_errors_name_the_key(tmp_path):
     evaluators.evaluator_class("x", "nope")
   with pytest.raises(KeyError, match="kk"):
     default_config.evaluator_config("knn", kk=1)
+
+
+def test_the_demo_configs_run_their_evaluators():
+  """The demo pretraining checks its representation (kNN) and held-out reconstruction while it trains; the demo
+  fine-tuning validates on the test set; all at several steps of the run, not only the last."""
+  from configs import demo_finetune, demo_pretrain  # pylint: disable=import-outside-toplevel
+  pretrain, finetune = demo_pretrain.get_config(), demo_finetune.get_config()
+  assert {name: e.kind for name, e in pretrain.evals.items()} == {"knn": "knn", "reconstruction": "reconstruction"}
+  assert {name: e.kind for name, e in finetune.evals.items()} == {"val": "classification"}
+  for config in (pretrain, finetune):
+    for settings in config.evals.values():
+      assert 0 < settings.every_steps <= config.num_train_steps // 4
