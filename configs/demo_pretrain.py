@@ -22,7 +22,9 @@ reconstruction picture readable. The big configs keep the official normalized ta
 
 Measured on this project's 2-core CPU: see the README's quick start (time and loss from a fresh clone).
 It leaves checkpoints (runs/demo/checkpoints), TensorBoard logs (runs/demo/tensorboard), metrics.jsonl and a
-reconstruction picture (runs/demo/reconstruction.png).
+reconstruction picture (runs/demo/reconstruction.png). Every 500 steps (and at step 0) its evaluators log the kNN
+top-1 of the encoder's features (knn/top1) and the held-out reconstruction loss and picture (reconstruction/...),
+on the fine-tuning demo's test set (demo_data/test, built on first use); docs/demo.md has the curve.
 Shorter or longer: --config.num_train_steps=N --config.checkpoint_every_steps=M.
 """
 from videomae_jax import default_config
