@@ -63,4 +63,9 @@ def get_config():
   config.eval.batch_size = 16
   config.eval.num_workers = 0
   config.eval.class_names = ""
+  # Validation during training (videomae_jax.evaluators.classification): the test set with the evaluate program's
+  # 2 views per video, every 50 steps and at the end, so the last value is the evaluate program's top-1. Nothing
+  # is chosen by it (no early stopping, no checkpoint selection): it shows the curve, the test stays a test.
+  config.evals.val = default_config.evaluator_config(
+      "classification", every_steps=50, num_clips=2, stride=2, batch_size=16, cache_mb=64)
   return config

@@ -22,7 +22,9 @@ reconstruction picture readable. The big configs keep the official normalized ta
 
 Measured on this project's 2-core CPU: see the README's quick start (time and loss from a fresh clone).
 It leaves checkpoints (runs/demo/checkpoints), TensorBoard logs (runs/demo/tensorboard), metrics.jsonl and a
-reconstruction picture (runs/demo/reconstruction.png).
+reconstruction picture (runs/demo/reconstruction.png). Every 500 steps (and at step 0) its evaluators log the kNN
+top-1 of the encoder's features (knn/top1) and the held-out reconstruction loss and picture (reconstruction/...),
+on the fine-tuning demo's test set (demo_data/test, built on first use); docs/demo.md has the curve.
 Shorter or longer: --config.num_train_steps=N --config.checkpoint_every_steps=M.
 """
 from videomae_jax import default_config
@@ -61,4 +63,17 @@ def get_config():
   config.data.num_workers = 0
   config.data.decoded_cache_mb = 256
   config.data.reconstruction_video = "videos/right/right_000.mp4"  # under demo_dir
+  # Evaluators (videomae_jax.evaluators): is the representation getting better while it trains? The held-out set
+  # is the fine-tuning demo's test set (demo_data/test: 128 videos, seed 1, the same folder configs/demo_finetune.py
+  # tests on, so the settings below must match its own).
+  config.eval.demo_dir = "demo_data/test"
+  config.eval.demo_seed = 1
+  config.eval.demo_videos_per_class = 32
+  # kNN: the pretraining videos' labels (unused by pretraining) are the neighbours, the 128 test videos the queries.
+  # Their centred views are decoded once and kept (384 clips of 8 x 32 x 32: 9 MB).
+  config.evals.knn = default_config.evaluator_config(
+      "knn", every_steps=500, stride=2, batch_size=32, cache_mb=64, k=20, temperature=0.07)
+  # Held-out reconstruction loss of the 128 test videos with fixed masks, and the picture of the first one.
+  config.evals.reconstruction = default_config.evaluator_config(
+      "reconstruction", every_steps=500, stride=2, batch_size=32, cache_mb=64)
   return config

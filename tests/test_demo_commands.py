@@ -29,9 +29,12 @@ def _run(module, config, workdir, *overrides):
 def test_demo_pretrain_finetune_evaluate(tmp_path):
   data = tmp_path / "demo_data"
   pretrain, finetune = str(tmp_path / "demo"), str(tmp_path / "demo_ft")
+  # The evaluators (kNN, held-out reconstruction) every 2 steps: at 0, 2 and 4; their held-out set is the test set.
   out = _run("videomae_jax.main", "demo_pretrain.py", pretrain, f"--config.data.demo_dir={data}/pretrain",
              "--config.data.demo_videos_per_class=2", "--config.num_train_steps=4",
-             "--config.checkpoint_every_steps=4", "--config.log_every_steps=2", "--compilation_cache_dir=")
+             "--config.checkpoint_every_steps=4", "--config.log_every_steps=2", "--compilation_cache_dir=",
+             f"--config.eval.demo_dir={data}/test", "--config.eval.demo_videos_per_class=2",
+             "--config.evals.knn.every_steps=2", "--config.evals.reconstruction.every_steps=2")
   # JAX's TPU probe and the TPU_* defaults its import writes into os.environ are not the user's settings.
   assert "Unable to initialize backend" not in out.stderr and "TPU_SKIP_MDS_QUERY" not in out.stderr
   assert "XLA / runtime flags set:" in out.stderr
@@ -43,12 +46,20 @@ def test_demo_pretrain_finetune_evaluate(tmp_path):
   assert ran["data"]["sources"][0]["path"] == os.path.join(data, "pretrain", "shards")
   assert ran["data"]["crop_canvas"] == [64, 64] and ran["data"]["crop_on_device"]
   assert os.path.exists(os.path.join(pretrain, "reconstruction.png"))
+  rows = [json.loads(line) for line in open(os.path.join(pretrain, "metrics.jsonl"))]
+  knn = {row["step"]: row["knn/top1"] for row in rows if "knn/top1" in row}
+  assert sorted(knn) == [0, 2, 4] and all(0 <= v <= 100 for v in knn.values())
+  assert all(row["knn/num_videos"] == 8 and row["knn/num_train_videos"] == 8 for row in rows if "knn/top1" in row)
+  assert [row["step"] for row in rows if "reconstruction/loss" in row] == [0, 2, 4]
   common = [f"--config.data.demo_dir={data}/labeled", f"--config.eval.demo_dir={data}/test",
             "--config.data.demo_videos_per_class=1", "--config.eval.demo_videos_per_class=2"]
   out = _run("videomae_jax.main", "demo_finetune.py", finetune, f"--config.init_from={pretrain}", *common,
              "--config.num_train_steps=4", "--config.checkpoint_every_steps=4", "--config.log_every_steps=2",
-             "--compilation_cache_dir=")
+             "--compilation_cache_dir=", "--config.evals.val.every_steps=2")
   assert "parameter arrays from config.init_from=" in out.stderr
+  rows = [json.loads(line) for line in open(os.path.join(finetune, "metrics.jsonl"))]
+  val = {row["step"]: row for row in rows if "val/top1" in row}
+  assert sorted(val) == [0, 2, 4] and all(row["val/num_videos"] == 8 for row in val.values())
   ran = json.load(open(os.path.join(finetune, "config.json")))
   assert ran["task"] == "classify" and ran["data"]["sources"][0]["path"] == os.path.join(data, "labeled", "shards")
   _run("videomae_jax.tools.evaluate", "demo_finetune.py", finetune, *common)

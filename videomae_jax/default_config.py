@@ -140,6 +140,7 @@ def eval_config() -> ml_collections.ConfigDict:
       num_workers=4,             # grain worker processes decoding the views (0: in this process)
       max_videos=-1,             # evaluate only the first N videos; -1: all
       class_names="",            # label list for the report; '': the shards' own names
+      require_labels=True,       # every test video must have a label (False: unlabeled held-out sets)
       demo_dir="",               # build the demo test set here if missing and evaluate on it
       demo_videos_per_class=8,   # the demo test set's videos
       demo_seed=1,
@@ -159,6 +160,48 @@ def distill_config() -> ml_collections.ConfigDict:
   # The teacher's architecture, config.model's keys (its num_frames and image_size must be the student's: both see
   # the same clips); compute_dtype is the teacher's forward and the dtype its kernels are held in.
   config.teacher_model = model_config("g")
+  return config
+
+
+# Keys of each built-in evaluator kind beyond the common ones (videomae_jax.evaluators), with their defaults.
+_EVALUATOR_KEYS = {
+    "classification": dict(),
+    "knn": dict(
+        train_path="",           # labeled shard folder of the neighbours; '': the first training source
+        train_max_videos=-1,     # only the first N videos of train_path; -1: all
+        k=20,                    # neighbours that vote
+        temperature=0.07,        # vote weight exp(cosine similarity / temperature) (DINO's weighted kNN)
+    ),
+    "reconstruction": dict(
+        seed=0,                  # the masks: the same draw at every evaluation, so the curve compares like with like
+        picture=True,            # also the reconstruction picture of the set's first video, as a TensorBoard image
+    ),
+}
+
+
+def evaluator_config(kind: str, **values) -> ml_collections.ConfigDict:
+  """One entry of config.evals: the keys every evaluator reads, those of its kind, then `values` (a key that is
+  not declared fails)."""
+  config = ml_collections.ConfigDict(dict(
+      kind=kind,                 # classification | knn | reconstruction | import path of a module defining EVALUATOR
+      every_steps=1000,          # after every this many train steps and after the last one; 0: never
+      at_start=True,             # also before the first step of a fresh run (the numbers of the initial parameters)
+      path="",                   # shard folder evaluated on (held out); '': config.eval.path
+      max_videos=-1,             # only the first N videos of `path`; -1: all
+      batch_size=16,             # videos per evaluation step, all processes together (a multiple of the devices)
+      num_workers=0,             # grain worker processes decoding the views (0: in the training process)
+      cache_mb=0,                # keep the decoded views in host memory when they fit in this many MB per process
+      num_clips=1,               # temporal views per video (their outputs are averaged per video)
+      num_crops=1,               # spatial views along the long side
+      sampling="uniform",        # 'uniform' windows | 'segment' (TSN-style, SSv2)
+      stride=4,                  # frame stride of a 'uniform' window
+      short_side=0,              # resize the short side to this first; 0: config.model.image_size
+      **_EVALUATOR_KEYS.get(kind, {}),
+  ))
+  unknown = sorted(set(values) - set(config.keys()))
+  if unknown:
+    raise KeyError(f"evaluator_config({kind!r}) has no key(s) {unknown}; its keys: {sorted(config.keys())}.")
+  config.update(values)
   return config
 
 
@@ -199,6 +242,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.mixup = mixup_config()
   config.eval = eval_config()
   config.distill = distill_config()
+  # Evaluators run inside training: {name: default_config.evaluator_config(kind, ...)}; their metrics are logged
+  # as '{name}/...' at the step they ran (videomae_jax.evaluators).
+  config.evals = ml_collections.ConfigDict()
   return config
 
 

@@ -3,9 +3,9 @@
 TensorBoard events are written with the `tensorboard` package's protos and record framing, so training needs no
 TensorFlow (2 GB of the install; MaxText does the same), and through etils.epath, so gs:// workdirs work like local
 ones (fsspec / gcsfs without TensorFlow). Only process 0 writes.
-`metrics.jsonl` holds one JSON object per logged step with at least `step` and `train/loss`; a resumed run appends,
-and lines for steps past the restored checkpoint (written before a crash) are dropped first so the file always
-describes one uninterrupted run. Both files are rewritten whole under a temporary name and renamed over the old
+`metrics.jsonl` holds one JSON object per logged step (train metrics, evaluator results, or both); a resumed run
+appends, and lines for steps past the restored checkpoint (written before a crash) are dropped first so the file
+always describes one uninterrupted run. Both files are rewritten whole under a temporary name and renamed over the old
 one (object stores replace an object atomically anyway), so a kill mid-write leaves the previous version, never
 a torn or empty file; a torn last line from an older version is dropped with a warning.
 """
@@ -90,7 +90,12 @@ class JsonlWriter(Writer):
     if not self._pending:
       return
     for step in sorted(self._pending):
-      self._lines.append(json.dumps({"step": step, **self._pending[step]}) + "\n")
+      row = {"step": step, **self._pending[step]}
+      last = json.loads(self._lines[-1]) if self._lines else None
+      if last is not None and last["step"] == step:  # a second flush at one step (evaluators, then a checkpoint)
+        self._lines[-1] = json.dumps({**last, **row}) + "\n"
+      else:
+        self._lines.append(json.dumps(row) + "\n")
     self._pending.clear()
     _replace(self.path, "".join(self._lines).encode())
 

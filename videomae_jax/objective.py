@@ -106,6 +106,15 @@ def reconstruction_loss(predictions: jax.Array, targets: jax.Array, loss_mask: j
   return jnp.where(total > 0, jnp.sum(weights * error) / jnp.maximum(total, 1e-12), 0.0)
 
 
+def clip_reconstruction_errors(predictions: jax.Array, targets: jax.Array,
+                               loss_mask: jax.Array) -> Tuple[jax.Array, jax.Array]:
+  """Per clip: (sum over its loss tokens of the token MSE, number of loss tokens), each [B] float32. Summed over
+  any set of clips, their ratio is `reconstruction_loss` of that set (held-out evaluation drops padding clips)."""
+  error = jnp.mean(jnp.square(predictions.astype(jnp.float32) - targets.astype(jnp.float32)), axis=-1)
+  weights = loss_mask.astype(jnp.float32)
+  return jnp.sum(weights * error, axis=-1), jnp.sum(weights, axis=-1)
+
+
 def pretrain_loss(model: Any, variables: Any, video: jax.Array, masks: Masks, spec: ModelSpec,
                   train: bool = False, rngs: Optional[Dict[str, jax.Array]] = None,
                   normalize_targets: bool = True) -> Tuple[jax.Array, Dict[str, jax.Array]]:

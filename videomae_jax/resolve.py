@@ -5,9 +5,12 @@
   config = resolve.resolve(config, for_training=False)  # shape-only tools (inspect, benchmarks, plan)
 
 What it fills:
-  * the demo's data (config.data.demo_dir, and config.eval.demo_dir when evaluating): the synthetic shards are
-    built there if missing (process 0; the others wait) and every training source without a path, an empty
-    config.eval.path and a relative config.data.reconstruction_video point into them;
+  * the demo's data (config.data.demo_dir, and config.eval.demo_dir when evaluating or when training runs
+    evaluators): the synthetic shards are built there if missing (process 0; the others wait) and every training
+    source without a path, an empty config.eval.path and a relative config.data.reconstruction_video point into
+    them;
+  * the evaluators' data (config.evals): an empty `path` is config.eval.path (the held-out set), an empty
+    `train_path` (kNN's labeled neighbours) the first training source's shard folder;
   * config.data.crop_canvas, with crops on the device: the largest short side x the largest long side of the
     weighted sources (their dataset.json, or a TFDS video feature's static shape), so the compiled step and the
     pipeline agree on the batch shape. Shape-only tools without data fall back to a 16:9 canvas at build_shards'
@@ -50,6 +53,17 @@ def _check_label_counts(config: ml_collections.ConfigDict) -> None:
                         "or relabel the source (its label_map, or config.data.label_set).")
 
 
+def _fill_evaluator_paths(config: ml_collections.ConfigDict) -> None:
+  """An evaluator's empty `path` evaluates on config.eval.path; an empty `train_path` reads the first training
+  source with a path (kNN's neighbours: a pretraining set's own labels, which pretraining never reads)."""
+  sources = [source for source in config.data.sources if source.get("path") and float(source.get("weight", 1.0)) > 0]
+  for settings in config.evals.values():
+    if "path" in settings and not settings.path:
+      settings.path = config.eval.path
+    if "train_path" in settings and not settings.train_path and sources:
+      settings.train_path = sources[0]["path"]
+
+
 def resolve(config: ml_collections.ConfigDict, *, for_training: bool = True,
             evaluation: bool = False) -> ml_collections.ConfigDict:
   """A copy of `config` with its data-dependent values filled in (see the module docstring)."""
@@ -62,8 +76,10 @@ def resolve(config: ml_collections.ConfigDict, *, for_training: bool = True,
           source["path"] = shards
       if config.data.reconstruction_video and not os.path.isabs(config.data.reconstruction_video):
         config.data.reconstruction_video = os.path.join(config.data.demo_dir, config.data.reconstruction_video)
-    if evaluation and config.eval.demo_dir and not config.eval.path:
+    evaluators_on = any(int(settings.every_steps) > 0 for settings in config.evals.values())
+    if config.eval.demo_dir and not config.eval.path and (evaluation or (for_training and evaluators_on)):
       config.eval.path = _demo_shards(config.eval, 1, build=True)
+    _fill_evaluator_paths(config)
     if for_training and config.model.num_classes > 0:
       _check_label_counts(config)
     if config.data.crop_on_device and not min(config.data.crop_canvas) > 0:

@@ -21,7 +21,8 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from videomae_jax import checkpointing, hardware, metrics, optim, preemption, sharding, tasks, train_step, visualization
+from videomae_jax import (checkpointing, evaluators, hardware, metrics, optim, preemption, sharding, tasks, train_step,
+                          visualization)
 from videomae_jax.convert import params_io
 from videomae_jax.data import pipeline
 from videomae_jax.errors import ConfigError, NonFiniteLossError
@@ -106,6 +107,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
   flops_per_step = step.flops_per_clip * config.batch_size / mesh.devices.size
   logging.info("Compiled the train step in %.1f s: %.3g model FLOPs per device per step. Memory per device: %s",
                step.compile_seconds, flops_per_step, _describe_memory(step.memory))
+  # The evaluators of config.evals, compiled for the state's parameter layout (their config errors show here too).
+  evals = evaluators.from_config(config, task, step.abstract_state["params"], mesh)
 
   # Input and state --------------------------------------------------------------------------------------------
   def make_iterator():
@@ -126,12 +129,15 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
 
   # Loop ----------------------------------------------------------------------------------------------------
   start_step = int(restored_step or 0)
-  writer = metrics.create_writer(workdir, start_step)
+  # A fresh run drops whatever an earlier attempt without a checkpoint logged (its step-0 evaluations included).
+  writer = metrics.create_writer(workdir, -1 if restored_step is None else start_step)
   peak = hardware.peak_flops_per_second(jax.devices()[0].device_kind)
   pending, last_loss, stopped_by = [], math.nan, None
   window_start, data_wait, window_steps = time.time(), 0.0, 0
   current = start_step
   try:
+    if restored_step is None and evaluators.run_due(evals, 0, total_steps, state["params"], writer):
+      writer.flush()  # the initial parameters' numbers; a resumed run has them already
     while current < total_steps:
       wait_start = time.time()
       local = next(data_iterator)
@@ -145,6 +151,11 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
       pending.append(step_metrics)
       is_last = current == total_steps
       checkpoint_now = current % config.checkpoint_every_steps == 0 or is_last
+      # Evaluators run after the step and before its checkpoint: a run resumed from this step's checkpoint has
+      # their results (metrics.jsonl keeps lines up to the restored step) and never repeats them.
+      eval_seconds = evaluators.run_due(evals, current, total_steps, state["params"], writer)
+      # The evaluations' time is not training time: the throughput window leaves it out.
+      window_start += eval_seconds
       if current % config.log_every_steps == 0 or checkpoint_now:
         last_loss = _write_metrics(writer, current, pending, config, checkpointer.latest_step)
         pending = []
@@ -157,6 +168,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
                      (total_steps - current) / throughput["perf/steps_per_second"] / 60)
         window_start, data_wait, window_steps = time.time(), 0.0, 0
         writer.flush()
+      elif eval_seconds:
+        writer.flush()  # everything logged for this step is one line, on disk before its checkpoint
       if handler.should_stop(current) and not is_last:
         stopped_by = handler.signal_name or "preemption"
         checkpoint_now = True
@@ -164,6 +177,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
         if pending:
           last_loss = _write_metrics(writer, current, pending, config, checkpointer.latest_step)
           pending = []
+          writer.flush()
         checkpointer.save(current, state, data_iterator, force=True)
       if stopped_by:
         logging.warning("Stopping at step %d after %s; checkpoint saved.", current, stopped_by)

@@ -11,8 +11,9 @@ centred view, videomae_jax.data.pipeline.test_views), so pictures and tests see 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -101,6 +102,49 @@ def draw_grid(rows, title: str, cell: int) -> Image.Image:
   return canvas
 
 
+def picture_arrays(model: VideoMAEPretrainModel, plan: masking.MaskingPlan, spec, variables: Any, video: jax.Array,
+                   key: jax.Array, normalized_targets: bool, reconstruct: bool = True) -> Dict[str, jax.Array]:
+  """What the picture shows of the first clip of `video` (normalized [B, T, S, S, 3]), jit-able: its pixels, motion
+  scores, masks and (with `reconstruct`) the predicted pixels. The masks are drawn for the whole batch from `key`,
+  so clip 0 gets the masks it gets in a loss computed with the same key (videomae_jax.evaluators.reconstruction)."""
+  embed_fn = lambda clip: model.apply(variables, clip, method=VideoMAEPretrainModel.patch_embeddings)
+  scores = masking.clip_motion_scores(plan, video, embed_fn, spec)
+  masks = masking.sample_masks(plan, key, video.shape[0], scores if plan.needs_motion_scores else None)
+  masks = jax.tree.map(lambda x: x[:1], masks)
+  first = video[:1]
+  out = {"pixels": denormalize(first)[0], "scores": scores[0], "encoder_indices": masks.encoder_indices[0],
+         "decoder_indices": masks.decoder_indices[0], "loss_mask": masks.loss_mask[0]}
+  if reconstruct:
+    predictions = model.apply(variables, first, masks.encoder_indices, masks.decoder_indices)
+    out["predicted"] = objective.predictions_to_pixels(predictions, first, masks.decoder_indices, spec,
+                                                       normalized_targets)[0]
+  return out
+
+
+def render_picture(arrays: Dict[str, Any], spec, title: str) -> Image.Image:
+  """The picture (videomae_jax.visualization's rows) from `picture_arrays`' output, on the host."""
+  arrays = {key: np.asarray(value) for key, value in arrays.items()}
+  num_tokens = int(np.prod(spec.grid))
+  encoder_indices, decoder_indices = arrays["encoder_indices"], arrays["decoder_indices"]
+  loss_mask = arrays["loss_mask"] > 0
+  visible = np.zeros(num_tokens, bool)
+  visible[encoder_indices] = True
+  loss = np.zeros(num_tokens, bool)
+  loss[decoder_indices[loss_mask]] = True
+  kept_visible = np.zeros(num_tokens, bool)
+  kept_visible[decoder_indices[~loss_mask]] = True
+  pixels = arrays["pixels"]                                         # [T, S, S, 3]
+  reconstruction = None
+  if "predicted" in arrays:
+    tokens = np.asarray(objective.patchify(jnp.asarray(pixels)[None], spec))[0].copy()   # [N, ts*P*P, 3]
+    shown = np.where(visible[:, None, None], tokens, 0.15)
+    shown[decoder_indices] = np.where(loss_mask[:, None, None], arrays["predicted"], shown[decoder_indices])
+    reconstruction = np.asarray(objective.unpatchify(jnp.asarray(shown)[None], spec))[0][::spec.tubelet_size]
+  rows = render_rows(pixels[::spec.tubelet_size], arrays["scores"], visible, loss, kept_visible, spec.grid,
+                     spec.patch_size, reconstruction)
+  return draw_grid(rows, title, cell=max(spec.image_size, MIN_CELL))
+
+
 def visualize(config: Any, video_path: str, output_path: str, checkpoint: Optional[str] = None, seed: int = 0,
               stride: int = 0) -> Image.Image:
   """Builds the picture for one video and writes it to `output_path`; returns it."""
@@ -116,49 +160,15 @@ def visualize(config: Any, video_path: str, output_path: str, checkpoint: Option
   else:
     dummy = jnp.zeros((1, plan.num_encoder_tokens), jnp.int32), jnp.zeros((1, plan.num_decoder_tokens), jnp.int32)
     variables = jax.jit(model.init)(init_key, video, *dummy)
-
-  @jax.jit
-  def scores_and_masks(variables, video, key):
-    embed_fn = lambda clip: model.apply(variables, clip, method=VideoMAEPretrainModel.patch_embeddings)
-    scores = masking.clip_motion_scores(plan, video, embed_fn, spec)
-    return scores, masking.sample_masks(plan, key, 1, scores if plan.needs_motion_scores else None)
-
-  scores, masks = scores_and_masks(variables, video, mask_key)
-
-  num_tokens = plan.num_tokens
-  encoder_indices = np.asarray(masks.encoder_indices[0])
-  decoder_indices = np.asarray(masks.decoder_indices[0])
-  loss_mask = np.asarray(masks.loss_mask[0]) > 0
-  visible = np.zeros(num_tokens, bool)
-  visible[encoder_indices] = True
-  loss = np.zeros(num_tokens, bool)
-  loss[decoder_indices[loss_mask]] = True
-  kept_visible = np.zeros(num_tokens, bool)
-  kept_visible[decoder_indices[~loss_mask]] = True
-
-  pixels = np.asarray(denormalize(video))[0]                        # [T, S, S, 3]
-  first_frames = pixels[::spec.tubelet_size]
-  reconstruction = None
-  if checkpoint:
-    @jax.jit
-    def reconstruct(variables, video, masks):
-      predictions = model.apply(variables, video, masks.encoder_indices, masks.decoder_indices)
-      normalized = bool(config.objective.normalize_targets)
-      return objective.predictions_to_pixels(predictions, video, masks.decoder_indices, spec, normalized)
-
-    predicted = np.asarray(reconstruct(variables, video, masks))[0]
-    tokens = np.asarray(objective.patchify(denormalize(video), spec))[0].copy()   # [N, ts*P*P, 3]
-    shown = np.where(visible[:, None, None], tokens, 0.15)
-    shown[decoder_indices] = np.where(loss_mask[:, None, None], predicted, shown[decoder_indices])
-    reconstruction = np.asarray(objective.unpatchify(jnp.asarray(shown)[None], spec))[0][::spec.tubelet_size]
-
-  rows = render_rows(first_frames, np.asarray(scores[0]), visible, loss, kept_visible, spec.grid,
-                     spec.patch_size, reconstruction)
+  arrays = jax.jit(functools.partial(picture_arrays, model, plan, spec,
+                                     normalized_targets=bool(config.objective.normalize_targets),
+                                     reconstruct=bool(checkpoint)))(variables, video, mask_key)
+  loss_tokens = int(np.asarray(arrays["loss_mask"]).sum())
   title = (f"{os.path.basename(video_path)}  grid {spec.grid}  encoder={plan.encoder}: {plan.num_encoder_tokens}/"
-           f"{num_tokens} visible  decoder={plan.decoder}: {plan.num_decoder_tokens} predicted, "
-           f"{int(loss.sum())} with loss\n"
+           f"{plan.num_tokens} visible  decoder={plan.decoder}: {plan.num_decoder_tokens} predicted, "
+           f"{loss_tokens} with loss\n"
            f"motion scores: {'camera-compensated' if plan.camera_motion_compensation else 'plain'}; "
            f"weights: {checkpoint or 'random init'}")
-  image = draw_grid(rows, title, cell=max(spec.image_size, MIN_CELL))
+  image = render_picture(arrays, spec, title)
   image.save(output_path)
   return image

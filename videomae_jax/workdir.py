@@ -16,7 +16,7 @@ when its heartbeat is more than 2 minutes old (a killed trainer on another host)
 A restart compares the config with the one the run was saved with ({workdir}/config.json): architecture, data,
 batch, seed and optimizer-structure changes are refused with the list of keys (the checkpoint could not be restored
 into them, or the input iterator's position would mean other data); run-length, logging, checkpointing, mesh,
-input-speed and learning-rate changes are allowed and logged.
+input-speed, evaluation and learning-rate changes are allowed and logged.
 """
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ RESTART_SAFE = (
     "num_train_steps", "total_epochs", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
     "async_checkpointing", "preemption_check_every_steps", "init_from", "mesh.", "sharding_rules", "fsdp_min_size",
     "model.remat_policy", "model.attention_impl", "data.num_workers", "data.worker_buffer_size",
-    "data.decoded_cache_mb", "data.video_decoder", "data.reconstruction_video", "eval.", "optimizer.base_lr",
-    "optimizer.min_lr", "optimizer.weight_decay", "warmup_epochs", "warmup_steps",
+    "data.decoded_cache_mb", "data.video_decoder", "data.reconstruction_video", "eval.", "evals.",
+    "optimizer.base_lr", "optimizer.min_lr", "optimizer.weight_decay", "warmup_epochs", "warmup_steps",
 )
 
 

@@ -19,7 +19,9 @@ Batches travel as uint8 (a quarter of float32's bytes through the host and PCIe)
         path's views for the same seed.
   'test'  b = eval.batch_size // process_count videos, each with V = eval.num_clips x eval.num_crops views:
           video   uint8 [b * V, T, S, S, 3]  (video i at rows i * V ... i * V + V - 1, clip-major)
-          label   int32 [b]   (-1: padding, whose views are zero)
+          label   int32 [b]   (-1: padding, whose views are zero, or an unlabeled video)
+          valid   bool [b]    (False: padding)
+        A video without a label is an error unless eval.require_labels is False (held-out reconstruction).
 
 The stream (index-based grain MapDatasets: independent of the number of workers, and the iterator state is a few
 integers):
@@ -324,6 +326,7 @@ class TestViews(grain.transforms.RandomMap):
   stride: int = 4                 # frame stride of a 'uniform' window
   short_side: int = 0             # 0: image_size
   backend: str = "auto"
+  require_labels: bool = True     # eval.require_labels: a video without a label is an error (classification)
   repeats = 1                     # eval.batch_size counts videos, not views
   seed_salt = ()
 
@@ -335,7 +338,8 @@ class TestViews(grain.transforms.RandomMap):
     ev = config.eval
     return cls(num_frames=int(config.model.num_frames), image_size=int(config.model.image_size),
                num_clips=int(ev.num_clips), num_crops=int(ev.num_crops), sampling=str(ev.sampling),
-               stride=int(ev.stride), short_side=int(ev.short_side or 0), backend=str(config.data.video_decoder))
+               stride=int(ev.stride), short_side=int(ev.short_side or 0), backend=str(config.data.video_decoder),
+               require_labels=bool(ev.require_labels))
 
   @property
   def num_views(self) -> int:
@@ -359,15 +363,16 @@ class TestViews(grain.transforms.RandomMap):
     per = self.num_views
     video = np.zeros((len(records) * per, self.num_frames, self.image_size, self.image_size, 3), np.uint8)
     label = np.full((len(records),), -1, np.int32)
+    valid = np.zeros((len(records),), bool)
     for i, record in enumerate(records):
       if record.get("_pad"):
         continue
-      if int(record.get("label", -1)) < 0:
+      if int(record.get("label", -1)) < 0 and self.require_labels:
         raise ValueError(f"video {record.get('path', i)!r} has no label; the test needs labeled shards "
                          "(config.eval.path).")
-      label[i] = record["label"]
+      label[i], valid[i] = int(record.get("label", -1)), True
       self.views(record, out=video[i * per:(i + 1) * per])
-    return dict(video=video, label=label)
+    return dict(video=video, label=label, valid=valid)
 
 
 def _labels(records, repeats: int) -> dict[str, np.ndarray]:
