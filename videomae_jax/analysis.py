@@ -114,7 +114,8 @@ def forward_flops_per_view(task: ClassificationTask, batch_size: int = 1) -> flo
   """FLOPs of the classifier's forward for one view (the MATS scoring pass included), XLA cost analysis of the
   lowered, unrolled forward. XLA counts a multiply-add as 2 FLOPs; the papers quote multiply-accumulates (ViT-B/16
   16x224: 180 G)."""
-  task = dataclasses.replace(task.for_flop_count(), spec=dataclasses.replace(task.spec, drop_path_rate=0.0))
+  task = task.for_flop_count()
+  task = dataclasses.replace(task, spec=dataclasses.replace(task.spec, drop_path_rate=0.0))
   params = jax.eval_shape(task.init_params, jax.random.key(0))
   spec = task.spec
   video = jax.ShapeDtypeStruct((batch_size, spec.num_frames, spec.image_size, spec.image_size, 3), jnp.uint8)

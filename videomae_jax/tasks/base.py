@@ -60,9 +60,11 @@ class Task:
     return loaded.params
 
   def for_flop_count(self) -> "Task":
-    """This task as its model FLOPs are counted: layers unrolled (XLA counts a scanned body once) and no
-    rematerialization (recomputation is hardware work, not model work; MFU excludes it)."""
-    return dataclasses.replace(self, spec=dataclasses.replace(self.spec, scan_layers=False, remat_policy="none"))
+    """This task as its model FLOPs are counted: layers unrolled (XLA counts a scanned body once), no
+    rematerialization (recomputation is hardware work, not model work; MFU excludes it) and the textbook attention
+    (the CPU's blocked attention loops over query blocks, whose body XLA would also count once)."""
+    return dataclasses.replace(self, spec=dataclasses.replace(self.spec, scan_layers=False, remat_policy="none",
+                                                              attention_impl="xla"))
 
   def check_batch_size(self, batch_size: int, num_devices: int) -> None:
     """Every array of the batch is split over all devices along its first axis."""

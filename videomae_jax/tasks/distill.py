@@ -220,7 +220,8 @@ class DistillationTask(ClassificationTask):
 
   def for_flop_count(self) -> "DistillationTask":
     return dataclasses.replace(super().for_flop_count(),
-                               teacher_spec=dataclasses.replace(self.teacher_spec, scan_layers=False))
+                               teacher_spec=dataclasses.replace(self.teacher_spec, scan_layers=False,
+                                                                attention_impl="xla"))
 
 
 TASK = DistillationTask
