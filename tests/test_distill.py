@@ -374,9 +374,11 @@ def test_plan_adds_the_teacher_memory_and_flops():
 def test_plan_memory_against_xla_on_cpu(remat, low, high):
   config = default_config.vitg_distillation_config("custom")
   config.model.update(dict(width=128, depth=2, num_heads=4, mlp_dim=512, patch_size=8, num_frames=8, image_size=64,
-                           compute_dtype="float32", scan_layers=True, remat_policy=remat, num_classes=10))
+                           compute_dtype="float32", scan_layers=True, remat_policy=remat, num_classes=10,
+                           attention_impl="xla"))  # what the planner assumes for 'auto' (blocked on the CPU)
   config.distill.teacher_model.update(dict(variant="custom", width=192, depth=3, num_heads=4, mlp_dim=768,
-                                           patch_size=8, num_frames=8, image_size=64, num_classes=10))
+                                           patch_size=8, num_frames=8, image_size=64, num_classes=10,
+                                           attention_impl="xla"))
   config.batch_size, config.mixup_groups = 8, 1
   compiled = analysis.analyze(config, 8)
   task = tasks.from_config(config)

@@ -295,7 +295,8 @@ def test_a_failed_save_stops_the_run_at_that_save(tmp_path, demo_dir):
              "--config.log_every_steps=1", ok=False, preexec_fn=small_files)
   assert out.returncode == 1
   # (orbax and asyncio log the failed writes with their tracebacks, even at exit; none passes through our code)
-  assert "\nTraining stopped: Saving the checkpoint of step 20 " in out.stderr
+  # (no line start asserted: orbax's background threads may print their tracebacks into the middle of the line)
+  assert "Training stopped: Saving the checkpoint of step 20 " in out.stderr, out.stderr[-3000:]
   assert not re.search(r'File ".*/videomae_jax/', out.stderr), out.stderr[-3000:]
   assert "the newest complete checkpoint is step 2 and is untouched" in out.stderr
   assert max(_steps(run_dir)) < 40  # stopped soon after that save failed, not at the next save (step 40)
