@@ -239,17 +239,9 @@ def _load_initial_params(config, task: tasks.Task, params, shardings):
   source = task.adapt_loaded_params(loaded, seed=config.seed)
   if task.spec.scan_layers:
     source = layer_stacking.stack_layers(source)
-  flat_target = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
-  flat_source = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(source)}
-  missing = sorted(set(flat_target) - set(flat_source))
-  unexpected = sorted(set(flat_source) - set(flat_target))
-  wrong = sorted(k for k in set(flat_target) & set(flat_source)
-                 if tuple(flat_target[k].shape) != tuple(np.shape(flat_source[k])))
-  if missing or wrong:
-    raise ConfigError(f"config.init_from={config.init_from!r} does not fit this model: missing {missing[:10]}, "
-                      f"wrong shapes {wrong[:10]}, unexpected {unexpected[:10]}.")
-  leaves = [jax.device_put(np.asarray(flat_source[jax.tree_util.keystr(p)], leaf.dtype), s)
-            for (p, leaf), s in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(shardings))]
+  leaves, unexpected = params_io.fit_params(source, params,
+                                            f"config.init_from={config.init_from!r} does not fit this model")
+  leaves = [jax.device_put(leaf, s) for leaf, s in zip(leaves, jax.tree.leaves(shardings))]
   logging.info("Initialized %d parameter arrays from config.init_from=%s (%d arrays there unused: %s).",
                len(leaves), config.init_from, len(unexpected), unexpected[:5])
   return jax.tree.unflatten(jax.tree.structure(params), leaves)

@@ -24,6 +24,7 @@ import numpy as np
 from etils import epath
 
 from videomae_jax.convert import mapping
+from videomae_jax.errors import ConfigError
 from videomae_jax.models import layer_stacking
 from videomae_jax.models.variants import ModelSpec, model_spec_from_config, variant_name
 
@@ -267,3 +268,20 @@ def load_params(path: PathLike, step: Optional[int] = None) -> LoadedParams:
   kind = mapping.infer_kind(params)  # The tree tells: a decoder is pretraining, a head is a classifier.
   model_config = architecture_config(config["model"], kind) if config and config.get("model") else None
   return LoadedParams(params, kind, model_config, found_step, os.fspath(path))
+
+
+def fit_params(source: Any, target: Any, what: str) -> tuple:
+  """`source` (loaded params, per-layer or stacked like `target`) as the leaves of `target` (arrays or
+  ShapeDtypeStructs), in its leaf order and dtypes, checked key by key: (numpy leaves, source keys left unused).
+  A target leaf missing from `source`, or of another shape, is a ConfigError that starts with `what`."""
+  target_leaves = jax.tree_util.tree_leaves_with_path(target)
+  flat_target = {jax.tree_util.keystr(p): leaf for p, leaf in target_leaves}
+  flat_source = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(source)}
+  missing = sorted(set(flat_target) - set(flat_source))
+  unexpected = sorted(set(flat_source) - set(flat_target))
+  wrong = sorted(k for k in set(flat_target) & set(flat_source)
+                 if tuple(flat_target[k].shape) != tuple(np.shape(flat_source[k])))
+  if missing or wrong:
+    raise ConfigError(f"{what}: missing {missing[:10]}, wrong shapes {wrong[:10]}, unexpected {unexpected[:10]}.")
+  leaves = [np.asarray(flat_source[jax.tree_util.keystr(p)], leaf.dtype) for p, leaf in target_leaves]
+  return leaves, unexpected

@@ -40,7 +40,6 @@ from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from videomae_jax import masking, motion
 from videomae_jax.convert import params_io
@@ -160,16 +159,8 @@ class DistillationTask(ClassificationTask):
     if self.teacher_spec.scan_layers:
       params = layer_stacking.stack_layers(params)
     target = jax.eval_shape(self.init_frozen, jax.random.key(0))
-    flat_target = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(target)}
-    flat_source = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
-    missing = sorted(set(flat_target) - set(flat_source))
-    wrong = sorted(k for k in set(flat_target) & set(flat_source)
-                   if tuple(flat_target[k].shape) != tuple(np.shape(flat_source[k])))
-    if missing or wrong:
-      raise ConfigError(f"config.distill.teacher={path!r} does not fit config.distill.teacher_model: missing "
-                        f"{missing[:10]}, wrong shapes {wrong[:10]}.")
-    leaves = [np.asarray(flat_source[jax.tree_util.keystr(p)]).astype(leaf.dtype)
-              for p, leaf in jax.tree_util.tree_leaves_with_path(target)]
+    leaves, _ = params_io.fit_params(
+        params, target, f"config.distill.teacher={path!r} does not fit config.distill.teacher_model")
     return jax.tree.unflatten(jax.tree.structure(target), leaves)
 
   def teacher_embed_fn(self, frozen: Any):
