@@ -15,14 +15,13 @@ says how long they took (kept out of the throughput numbers).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from typing import Any, List, Sequence, Type
 
 import jax
 
-from videomae_jax import metrics
+from videomae_jax import metrics, registry
 from videomae_jax.errors import ConfigError
 from videomae_jax.evaluators.base import Evaluator, Report
 
@@ -32,17 +31,7 @@ BUILTIN = {"classification": "videomae_jax.evaluators.classification", "knn": "v
 
 def evaluator_class(name: str, kind: str) -> Type[Evaluator]:
   """The Evaluator subclass `EVALUATOR` of a built-in kind or of a module's import path."""
-  module_name = BUILTIN.get(kind, kind)
-  try:
-    module = importlib.import_module(module_name)
-  except (ImportError, ValueError) as error:
-    raise ConfigError(f"config.evals.{name}.kind={kind!r} is unknown ({error}); use one of {sorted(BUILTIN)} or "
-                      "the import path of a module that defines EVALUATOR.") from error
-  cls = getattr(module, "EVALUATOR", None)
-  if not (isinstance(cls, type) and issubclass(cls, Evaluator)):
-    raise ConfigError(f"config.evals.{name}.kind={kind!r}: {module_name} defines no EVALUATOR (a "
-                      "videomae_jax.evaluators.base.Evaluator subclass).")
-  return cls
+  return registry.load_class(f"config.evals.{name}.kind", kind, BUILTIN, "EVALUATOR", Evaluator)
 
 
 def from_config(config, task: Any, abstract_params: Any, mesh: jax.sharding.Mesh) -> List[Evaluator]:

@@ -11,10 +11,9 @@ new task is one module plus a config; nothing else changes.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Type
 
-from videomae_jax.errors import ConfigError
+from videomae_jax import registry
 from videomae_jax.tasks.base import Task
 
 BUILTIN = {"pretrain": "videomae_jax.tasks.pretrain", "classify": "videomae_jax.tasks.classify",
@@ -23,17 +22,7 @@ BUILTIN = {"pretrain": "videomae_jax.tasks.pretrain", "classify": "videomae_jax.
 
 def task_class(name: str) -> Type[Task]:
   """The Task subclass `TASK` of a built-in task name or of a task module's import path."""
-  module_name = BUILTIN.get(name, name)
-  try:
-    module = importlib.import_module(module_name)
-  except (ImportError, ValueError) as error:
-    raise ConfigError(f"config.task={name!r} is unknown ({error}); use one of {sorted(BUILTIN)} or the import "
-                      "path of a module that defines TASK (a videomae_jax.tasks.base.Task subclass).") from error
-  cls = getattr(module, "TASK", None)
-  if not (isinstance(cls, type) and issubclass(cls, Task)):
-    raise ConfigError(f"config.task={name!r}: {module_name} defines no TASK (a videomae_jax.tasks.base.Task "
-                      "subclass).")
-  return cls
+  return registry.load_class("config.task", name, BUILTIN, "TASK", Task)
 
 
 def from_config(config) -> Task:
