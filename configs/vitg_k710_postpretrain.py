@@ -31,13 +31,7 @@ def get_config():
   config.optimizer.grad_clip_norm = 5.0
   config.total_epochs = 40
   config.warmup_epochs = 5
-  config.data.sources = [
-      dict(name="k400", path="", num_videos=240_000, stride=4, weight=240_000),
-      dict(name="k600", path="", num_videos=180_000, stride=4, weight=180_000),
-      dict(name="k700", path="", num_videos=238_000, stride=4, weight=238_000),
-  ]
-  config.data.label_set = "k710"
-  config.data.num_videos_per_epoch = 658_000
+  default_config.use_k710(config.data)
   config.data.repeated_aug = 2
   config.eval.num_clips, config.eval.num_crops = 5, 3
   config.eval.class_names = ""

@@ -300,6 +300,18 @@ def finetune_config(variant: str = "B") -> ml_collections.ConfigDict:
   return config
 
 
+def use_k710(data: ml_collections.ConfigDict) -> None:
+  """config.data for Kinetics-710 (VideoMAE V2's post-pretraining and distillation set): K400, K600 and K700
+  training videos mixed by size, labels on the 710-class set; the paths are the user's."""
+  data.sources = [
+      dict(name="k400", path="", num_videos=240_000, stride=4, weight=240_000),
+      dict(name="k600", path="", num_videos=180_000, stride=4, weight=180_000),
+      dict(name="k700", path="", num_videos=238_000, stride=4, weight=238_000),
+  ]
+  data.label_set = "k710"
+  data.num_videos_per_epoch = 658_000
+
+
 def vitg_distillation_config(student_variant: str) -> ml_collections.ConfigDict:
   """VideoMAE V2's distillation of its ViT-S / ViT-B from the K710-fine-tuned ViT-g (paper appendix; the official
   repository never released the code), the "patient and consistent" recipe of Beyer et al. 2022
@@ -320,13 +332,7 @@ def vitg_distillation_config(student_variant: str) -> ml_collections.ConfigDict:
   config.batch_size = 1024
   config.total_epochs = 100.0
   config.warmup_epochs = 5.0
-  config.data.sources = [
-      dict(name="k400", path="", num_videos=240_000, stride=4, weight=240_000),
-      dict(name="k600", path="", num_videos=180_000, stride=4, weight=180_000),
-      dict(name="k700", path="", num_videos=238_000, stride=4, weight=238_000),
-  ]
-  config.data.label_set = "k710"
-  config.data.num_videos_per_epoch = 658_000
+  use_k710(config.data)
   config.data.repeated_aug = 1
   config.augment.rand_augment = "rand-m0-n4-mstd0.5-inc1"  # magnitude 0 with std 0.5: mild, as the recipe
   config.augment.crop = "multiscale"
