@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 import pytest
 
 from tests.conftest import TINY_MODEL
@@ -110,8 +111,10 @@ def test_remat_policies_do_not_change_outputs(policy):
   variables = VideoMAEPretrainModel(base).init(jax.random.key(0), video, enc, dec)
   f = lambda s: jax.grad(lambda p: jnp.sum(VideoMAEPretrainModel(s).apply({"params": p}, video, enc, dec)))(
       variables["params"])
+  # Recomputation may fuse, hence round, differently: rounding-level differences, measured <= 3.3e-7 of each
+  # gradient's largest entry (elementwise, a few near-zero entries differ by 2e-5 of themselves).
   for a, b in zip(jax.tree.leaves(f(spec)), jax.tree.leaves(f(base))):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.abs(a - b).max() <= 1e-6 * np.abs(b).max()
 
 
 def test_same_seed_same_params_and_different_seed_differs():
@@ -169,11 +172,12 @@ def test_attention_matches_explicit_reference():
 
 @pytest.mark.parametrize("tokens", [6, 944, 200])        # one block; 8 blocks of 118; 2 blocks of 128, padded
 def test_blocked_attention_equals_textbook_attention_and_its_gradients(tokens):
-  """vit.blocked_attention (the CPU default) and the prescaled XLA path compute what jax's dot_product_attention
-  computes, outputs and gradients: against float64, ours in float32 errs at most 3x what jax's own float32 errs
-  (measured: outputs alike, dq 2.2e-5 vs 0.94e-5 at 944 tokens where |dq| reaches 12.8; the sums run in another
-  order and the softmax is normalized after the product with v)."""
-  from videomae_jax.models import vit
+  """attention.blocked_attention (the CPU default) and the prescaled XLA path compute what jax's
+  dot_product_attention computes, outputs and gradients. Against float64, ours in float32 errs at most 3x what
+  jax's own float32 errs in the outputs, and 5x in the gradients: the flash backward recomputes the probabilities
+  from each row's saved max and sum, and takes rowsum(dout * out) for the softmax's Jacobian, a few roundings more
+  (measured: outputs alike; dq 3.3e-5 vs 0.94e-5 at 944 tokens where |dq| reaches 12.8, 2.6e-6 of it)."""
+  from videomae_jax.models import attention
   shape = (2, tokens, 3, 16)
   q, k, v = (2.0 * jax.random.normal(jax.random.key(i), shape) for i in range(3))
   cotangent = jax.random.normal(jax.random.key(3), shape)
@@ -186,10 +190,11 @@ def test_blocked_attention_equals_textbook_attention_and_its_gradients(tokens):
     exact = results(textbook, jnp.float64)
   textbook_error = [np.abs(a - b).max() for a, b in zip(results(textbook, jnp.float32), exact)]
   for impl in ("blocked", "xla"):
-    ours = results(lambda q, k, v: vit.attention(q, k, v, impl), jnp.float32)
+    ours = results(lambda q, k, v: attention.attention(q, k, v, impl), jnp.float32)
     for name, got, want, reference_error in zip(("out", "dq", "dk", "dv"), ours, exact, textbook_error):
       scale = np.abs(want).max()
-      assert np.abs(got - want).max() <= max(3 * reference_error, 1e-6 * scale), (impl, name)
+      factor = 3 if name == "out" else 5
+      assert np.abs(got - want).max() <= max(factor * reference_error, 1e-6 * scale), (impl, name)
 
 
 def test_patch_embedding_is_the_conv3d_as_one_matmul():
@@ -210,11 +215,14 @@ def test_patch_embedding_is_the_conv3d_as_one_matmul():
 
 
 def test_gelu_is_exact_erf_form():
+  """vit.gelu is the exact GELU (not the tanh approximation) to float32 precision: within 2e-6 of float64 over
+  [-8, 8], where PyTorch's float32 nn.GELU (the official activation, the same formula) errs 1.2e-6."""
+  from videomae_jax.models.vit import gelu
   spec = model_spec_from_config(TINY_MODEL)
-  x = jnp.linspace(-3, 3, 7)
-  np.testing.assert_allclose(nn.gelu(x, approximate=False),
-                             0.5 * x * (1 + jax.scipy.special.erf(x / np.sqrt(2))), rtol=1e-5, atol=1e-6)
-  assert abs(float(nn.gelu(1.0, approximate=False)) - float(nn.gelu(1.0, approximate=True))) > 1e-4
+  x = np.linspace(-8, 8, 4001)
+  exact = 0.5 * x * (1 + scipy.special.erf(x / np.sqrt(2)))
+  np.testing.assert_allclose(np.asarray(gelu(jnp.asarray(x, jnp.float32)), np.float64), exact, rtol=0, atol=2e-6)
+  assert abs(float(gelu(jnp.float32(1.0))) - float(nn.gelu(1.0, approximate=True))) > 1e-4
   assert spec.layer_norm_eps == 1e-6
 
 

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 
 from videomae_jax.models import posembed
 from videomae_jax.models.variants import ModelSpec
-from videomae_jax.models.vit import (TORCH_DEFAULT_KERNEL, XAVIER, BlockStack, VideoViTEncoder, dtype_of,
-                                     gather_tokens, truncated_at_one_std)
+from videomae_jax.models.vit import (TORCH_DEFAULT_KERNEL, XAVIER, BlockStack, TokenDense, VideoViTEncoder,
+                                     dtype_of, gather_tokens, truncated_at_one_std)
 
 
 class PretrainDecoder(nn.Module):
@@ -32,7 +32,7 @@ class PretrainDecoder(nn.Module):
                        x, deterministic=not train)
     x = x[:, x.shape[1] - num_predictions:]
     x = nn.LayerNorm(epsilon=spec.layer_norm_eps, dtype=dtype, name="norm")(x)
-    return nn.Dense(spec.patch_values, dtype=dtype, kernel_init=XAVIER, name="head")(x)
+    return TokenDense(spec.patch_values, dtype=dtype, kernel_init=XAVIER, name="head")(x)
 
 
 class VideoMAEPretrainModel(nn.Module):
@@ -42,8 +42,8 @@ class VideoMAEPretrainModel(nn.Module):
   def setup(self):
     spec = self.spec
     self.encoder = VideoViTEncoder(spec, use_final_norm=True)
-    self.encoder_to_decoder = nn.Dense(spec.decoder_width, use_bias=False, dtype=dtype_of(spec.compute_dtype),
-                                       kernel_init=TORCH_DEFAULT_KERNEL)
+    self.encoder_to_decoder = TokenDense(spec.decoder_width, use_bias=False, dtype=dtype_of(spec.compute_dtype),
+                                         kernel_init=TORCH_DEFAULT_KERNEL)
     self.mask_token = self.param("mask_token", truncated_at_one_std(0.02), (1, 1, spec.decoder_width),
                                  jnp.float32)
     self.decoder = PretrainDecoder(spec)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from videomae_jax.models import posembed
+from videomae_jax.models.attention import attention
 from videomae_jax.models.variants import ModelSpec
 
 Initializer = Callable[..., jax.Array]
@@ -58,6 +59,18 @@ REMAT_POLICY_FNS = {
 }
 
 
+class TokenDense(nn.Dense):
+  """nn.Dense (the same parameters and init) applied to [..., D] as one [tokens, D] matmul.
+
+  On a [B, N, D] input the weight gradient contracts B and N together, and XLA canonicalizes that product by
+  transposing the incoming gradient first: one full copy per layer in the backward pass (up to 19 ms at ViT-S
+  size on one CPU core, 60 ms a step). Flattened, every product of the forward and backward pass is a plain 2-D
+  matmul. The reshapes are free (bitcasts)."""
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    return super().__call__(inputs.reshape(-1, inputs.shape[-1])).reshape(*inputs.shape[:-1], -1)
+
+
 class TubeletProjection(nn.Module):
   """The Conv3d of the official patch embedding, kernel = stride = (tubelet, P, P), as what it is: cut the clip
   into tubelets and multiply by one matrix. A convolution op computed the same numbers 1.2x slower forward and
@@ -76,8 +89,9 @@ class TubeletProjection(nn.Module):
     batch, frames, height, width, channels = video.shape
     x = video.reshape(batch, frames // ts, ts, height // ph, ph, width // pw, pw, channels)
     x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)        # b t' h' w' (ts ph pw c): the kernel's own order
-    x = x.reshape(batch, -1, ts * ph * pw * channels).astype(self.dtype)
-    return x @ kernel.reshape(-1, self.width).astype(self.dtype) + bias.astype(self.dtype)
+    x = x.reshape(-1, ts * ph * pw * channels).astype(self.dtype)   # [B * N, K]: a 2-D product (see TokenDense)
+    x = x @ kernel.reshape(-1, self.width).astype(self.dtype) + bias.astype(self.dtype)
+    return x.reshape(batch, -1, self.width)
 
 
 class PatchEmbed(nn.Module):
@@ -93,67 +107,6 @@ class PatchEmbed(nn.Module):
     return TubeletProjection(self.width, kernel, self.dtype, name="proj")(video)
 
 
-# Query rows per block of `blocked_attention`: [block, N] scores per head stay in the CPU's caches (N = 1568).
-ATTENTION_QUERY_BLOCK = 128
-
-
-def _query_block(tokens: int) -> int:
-  """The largest divisor of `tokens` in [64, ATTENTION_QUERY_BLOCK] (no padding), else ATTENTION_QUERY_BLOCK."""
-  if tokens <= ATTENTION_QUERY_BLOCK:
-    return tokens
-  for block in range(ATTENTION_QUERY_BLOCK, 63, -1):
-    if tokens % block == 0:
-      return block
-  return ATTENTION_QUERY_BLOCK
-
-
-def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array) -> jax.Array:
-  """softmax(q k^T / sqrt(d)) v for [B, N, h, d] arrays, with fewer full-size passes over the [N, N] scores.
-
-  Four changes against the textbook order (jax.nn.dot_product_attention's 'xla' path), each the same math:
-  q is scaled before q k^T ([N, d] values, not [N, N]); the softmax's division is applied to the [N, d] output,
-  after the product with v; queries go in blocks of ~128 rows (one `lax.map` step each, recomputed in the
-  backward pass), so a block's scores stay in cache instead of streaming [h, N, N] floats through memory several
-  times; and heads are moved in front once, so each block's products are plain batched matmuls instead of
-  re-laying out k and v for every block. On one CPU core at N = 1568 (ViT-S, 6 heads) this took one attention
-  from 845 to 160 ms forward + backward (CPU time). Scores and softmax run in float32 whatever the inputs' dtype.
-  """
-  batch, tokens, heads, depth = query.shape
-  query = query * jnp.asarray(depth ** -0.5, query.dtype)
-  block = _query_block(tokens)
-  padded = -(-tokens // block) * block
-  if padded != tokens:
-    query = jnp.pad(query, ((0, 0), (0, padded - tokens), (0, 0), (0, 0)))
-  key, value = key.transpose(0, 2, 1, 3), value.transpose(0, 2, 1, 3)                         # [B, h, N, d]
-  blocks = query.reshape(batch, padded // block, block, heads, depth).transpose(1, 0, 3, 2, 4)  # [n, B, h, q, d]
-
-  @jax.checkpoint
-  def one_block(q):                                                          # [B, h, block, d]
-    logits = jnp.einsum("bhqd,bhkd->bhqk", q, key, preferred_element_type=jnp.float32)
-    peak = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))  # any constant is exact; this one safe
-    weights = jnp.exp(logits - peak)
-    total = jnp.sum(weights, axis=-1, keepdims=True)                         # [B, h, block, 1]
-    out = jnp.einsum("bhqk,bhkd->bhqd", weights.astype(value.dtype), value, preferred_element_type=jnp.float32)
-    return (out / total).astype(value.dtype)
-
-  out = jax.lax.map(one_block, blocks)                                       # [n, B, h, block, d]
-  return out.transpose(1, 0, 3, 2, 4).reshape(batch, padded, heads, depth)[:, :tokens]
-
-
-def attention(query: jax.Array, key: jax.Array, value: jax.Array, implementation: str = "auto") -> jax.Array:
-  """[B, N, h, d] -> [B, N, h, d]. 'auto': `blocked_attention` on the CPU, jax.nn.dot_product_attention elsewhere
-  (cuDNN's fused kernel on GPUs where it applies, XLA's otherwise); 'blocked' | 'xla' | 'cudnn' force one."""
-  if implementation == "blocked" or (implementation == "auto" and jax.default_backend() == "cpu"):
-    return blocked_attention(query, key, value)
-  if implementation == "cudnn":                                   # the fused kernel applies the scale for free
-    return jax.nn.dot_product_attention(query, key, value, scale=query.shape[-1] ** -0.5, implementation="cudnn")
-  # XLA's path (and 'auto', which falls back to it) scales the [h, N, N] logits in a pass of their own, forward
-  # and backward; scaling q ([N, d]) first is the same math with two full-size passes fewer.
-  query = query * jnp.asarray(query.shape[-1] ** -0.5, query.dtype)
-  return jax.nn.dot_product_attention(query, key, value, scale=1.0,
-                                      implementation=None if implementation == "auto" else implementation)
-
-
 class Attention(nn.Module):
   """Multi-head self-attention with a fused bias-free qkv matrix plus learnable q_bias, v_bias (key bias is 0)."""
   width: int
@@ -166,7 +119,7 @@ class Attention(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     batch, tokens, _ = x.shape
     head_dim = self.width // self.num_heads
-    qkv = nn.Dense(3 * self.width, use_bias=False, dtype=self.dtype, kernel_init=self.kernel_init,
+    qkv = TokenDense(3 * self.width, use_bias=False, dtype=self.dtype, kernel_init=self.kernel_init,
                    name="qkv")(x)
     q_bias = self.param("q_bias", nn.initializers.zeros, (self.width,), jnp.float32)
     v_bias = self.param("v_bias", nn.initializers.zeros, (self.width,), jnp.float32)
@@ -176,7 +129,15 @@ class Attention(nn.Module):
     qkv = (qkv + bias).reshape(batch, tokens, 3, self.num_heads, head_dim)
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     out = attention(query, key, value, self.attention_impl).reshape(batch, tokens, self.width)
-    return nn.Dense(self.width, dtype=self.dtype, kernel_init=self.kernel_init, name="proj")(out)
+    return TokenDense(self.width, dtype=self.dtype, kernel_init=self.kernel_init, name="proj")(out)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """The exact GELU, x/2 (1 + erf(x / sqrt 2)), computed as PyTorch's nn.GELU() computes it (the official model's
+  activation). jax.nn.gelu(approximate=False) evaluates the same function as x/2 erfc(-x / sqrt 2), more accurate
+  where the result is tiny (x < -4) but piecewise in XLA: 2.2x the forward time on the CPU, 4% of a ViT-S step.
+  The two differ by at most ~1e-6 in absolute value in float32, as PyTorch's float32 GELU differs from float64."""
+  return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(np.sqrt(0.5), x.dtype)))
 
 
 class Mlp(nn.Module):
@@ -187,9 +148,9 @@ class Mlp(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=self.kernel_init, name="fc1")(x)
-    x = nn.gelu(x, approximate=False)  # the official model uses nn.GELU(), the exact erf form
-    return nn.Dense(self.out_dim, dtype=self.dtype, kernel_init=self.kernel_init, name="fc2")(x)
+    x = TokenDense(self.hidden_dim, dtype=self.dtype, kernel_init=self.kernel_init, name="fc1")(x)
+    x = gelu(x)
+    return TokenDense(self.out_dim, dtype=self.dtype, kernel_init=self.kernel_init, name="fc2")(x)
 
 
 def drop_path(x: jax.Array, rate: jax.Array, rng: jax.Array) -> jax.Array:

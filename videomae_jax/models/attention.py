@@ -1,0 +1,144 @@
+"""Multi-head attention, softmax(q k^T / sqrt(d)) v on [B, N, h, d] arrays, with the kernel each backend runs best.
+
+`attention(..., 'auto')` is `blocked_attention` on the CPU and `jax.nn.dot_product_attention` elsewhere (cuDNN's
+fused kernel on GPUs where it applies, XLA's otherwise). `blocked_attention` is flash attention written in XLA
+ops: XLA:CPU has no fused attention kernel, and the textbook order streams the [h, N, N] scores through memory
+several times per layer, forward and backward.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+# Query rows per block of `blocked_attention`: a block's [block, N] scores (one head) stay in the CPU's L2 cache.
+ATTENTION_QUERY_BLOCK = 128
+
+
+def _query_block(tokens: int) -> int:
+  """The largest divisor of `tokens` in [64, ATTENTION_QUERY_BLOCK] (no padding), else ATTENTION_QUERY_BLOCK."""
+  if tokens <= ATTENTION_QUERY_BLOCK:
+    return tokens
+  for block in range(ATTENTION_QUERY_BLOCK, 63, -1):
+    if tokens % block == 0:
+      return block
+  return ATTENTION_QUERY_BLOCK
+
+
+def _rows(x: jax.Array, block: int) -> jax.Array:
+  """[N, ...] -> [N / block, block, ...]: the operand of a lax.map / lax.scan over query blocks."""
+  return x.reshape(x.shape[0] // block, block, *x.shape[1:])
+
+
+def _head_forward(q, k, v, block):
+  """One (clip, head): q [Nq, d] (already scaled), k, v [Nk, d] -> out [Nq, d], logsumexp of the scores [Nq]."""
+  def one_block(q_rows):
+    logits = jnp.dot(q_rows, k.T, preferred_element_type=jnp.float32)        # [block, Nk]
+    peak = jnp.max(logits, axis=-1, keepdims=True)                          # any constant is exact; this one safe
+    weights = jnp.exp(logits - peak)
+    total = jnp.sum(weights, axis=-1, keepdims=True)
+    out = jnp.dot(weights.astype(v.dtype), v, preferred_element_type=jnp.float32) / total
+    return out.astype(v.dtype), peak[:, 0], 1.0 / total[:, 0]
+
+  out, peak, inverse_total = jax.lax.map(one_block, _rows(q, block))
+  return out.reshape(q.shape), (peak.reshape(-1), inverse_total.reshape(-1))
+
+
+def _head_backward(q, k, v, out, softmax_stats, grad_out, block):
+  """One (clip, head): the gradients of `_head_forward` from its saved logsumexp (flash attention's backward).
+
+  Per query block the probabilities are recomputed from the logsumexp with one product (q k^T) instead of the
+  forward's two, and the softmax's Jacobian reduces to p * (dp - rowsum(dout * out)). Products are laid out
+  [keys, queries] (transposed scores) so that each is a plain or a right-transposed matmul: XLA:CPU runs those
+  with its fast matmul library, and a left-transposed one ([block, Nk]^T x [block, d]) as a slower generic dot.
+  dk and dv accumulate over the blocks in float32; dq comes out per block, transposed.
+  """
+  peak, inverse_total = softmax_stats
+  delta = jnp.sum(grad_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)   # [Nq]
+  k_t = k.T                                                                           # [d, Nk], once per head
+
+  def one_block(carry, rows):
+    dk, dv = carry
+    q_rows, grad_rows, peak_rows, inverse_total_rows, delta_rows = rows
+    logits_t = jnp.dot(k, q_rows.T, preferred_element_type=jnp.float32)                 # [Nk, block]
+    probs_t = jnp.exp(logits_t - peak_rows) * inverse_total_rows
+    dv = dv + jnp.dot(probs_t.astype(grad_rows.dtype), grad_rows, preferred_element_type=jnp.float32)
+    dprobs_t = jnp.dot(v, grad_rows.T, preferred_element_type=jnp.float32)
+    dlogits_t = probs_t * (dprobs_t - delta_rows)
+    dk = dk + jnp.dot(dlogits_t.astype(q_rows.dtype), q_rows, preferred_element_type=jnp.float32)
+    dq_t = jnp.dot(k_t, dlogits_t.astype(k.dtype), preferred_element_type=jnp.float32)     # [d, block]
+    return (dk, dv), dq_t
+
+  zeros = jnp.zeros(k.shape, jnp.float32)
+  (dk, dv), dq_t = jax.lax.scan(one_block, (zeros, zeros), (
+      _rows(q, block), _rows(grad_out, block), _rows(peak, block), _rows(inverse_total, block), _rows(delta, block)))
+  return jnp.swapaxes(dq_t, 1, 2).reshape(q.shape), dk, dv
+
+
+def _fold_heads(x: jax.Array) -> jax.Array:
+  """[B, N, h, d] -> [B * h, N, d]: one (clip, head) per step of the outer loop, so every product is a 2-D matmul."""
+  batch, tokens, heads, depth = x.shape
+  return x.transpose(0, 2, 1, 3).reshape(batch * heads, tokens, depth)
+
+
+def _unfold_heads(x: jax.Array, batch: int) -> jax.Array:
+  return x.reshape(batch, x.shape[0] // batch, *x.shape[1:]).transpose(0, 2, 1, 3)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _flash(query, key, value, block):
+  return _flash_forward(query, key, value, block)[0]
+
+
+def _flash_forward(query, key, value, block):
+  scaled = query * jnp.asarray(query.shape[-1] ** -0.5, query.dtype)   # scale [N, d], not the [N, N] scores
+  q, k, v = _fold_heads(scaled), _fold_heads(key), _fold_heads(value)
+  out, softmax_stats = jax.lax.map(lambda head: _head_forward(*head, block), (q, k, v))
+  return _unfold_heads(out, query.shape[0]), (q, k, v, out, softmax_stats)
+
+
+def _flash_backward(block, saved, grad_out):
+  q, k, v, out, softmax_stats = saved
+  batch = grad_out.shape[0]
+  dq, dk, dv = jax.lax.map(lambda head: _head_backward(*head, block),
+                           (q, k, v, out, softmax_stats, _fold_heads(grad_out)))
+  dq = dq * q.shape[-1] ** -0.5   # q was scaled before q k^T
+  return (_unfold_heads(dq, batch).astype(q.dtype), _unfold_heads(dk, batch).astype(k.dtype),
+          _unfold_heads(dv, batch).astype(v.dtype))
+
+
+_flash.defvjp(_flash_forward, _flash_backward)
+
+
+def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array) -> jax.Array:
+  """softmax(q k^T / sqrt(d)) v for [B, N, h, d] arrays, computed like flash attention, in XLA ops.
+
+  The same math as the textbook order, rearranged for a CPU: q is scaled before q k^T ([N, d] values, not
+  [N, N]); each (clip, head) runs on its own, in blocks of ~128 query rows whose [block, N] scores stay in cache;
+  the softmax's division is applied to the [block, d] output; only the output and each row's logsumexp are kept
+  for the backward pass, which recomputes a block's probabilities with one matmul (see `_head_backward`). No
+  [h, N, N] array exists at any time. On one CPU core at N = 1568 (ViT-S, 6 heads) forward + backward takes
+  104 ms (the textbook order: 845 ms; PyTorch's fused CPU kernel: 86 ms). Scores, softmax and gradient
+  accumulation run in float32 whatever the inputs' dtype.
+  """
+  tokens = query.shape[1]
+  block = _query_block(tokens)
+  padded = -(-tokens // block) * block
+  if padded != tokens:  # padded query rows attend like any other and are cut off; keys are never padded
+    query = jnp.pad(query, ((0, 0), (0, padded - tokens), (0, 0), (0, 0)))
+  return _flash(query, key, value, block)[:, :tokens]
+
+
+def attention(query: jax.Array, key: jax.Array, value: jax.Array, implementation: str = "auto") -> jax.Array:
+  """[B, N, h, d] -> [B, N, h, d]. 'auto': `blocked_attention` on the CPU, jax.nn.dot_product_attention elsewhere
+  (cuDNN's fused kernel on GPUs where it applies, XLA's otherwise); 'blocked' | 'xla' | 'cudnn' force one."""
+  if implementation == "blocked" or (implementation == "auto" and jax.default_backend() == "cpu"):
+    return blocked_attention(query, key, value)
+  if implementation == "cudnn":                                   # the fused kernel applies the scale for free
+    return jax.nn.dot_product_attention(query, key, value, scale=query.shape[-1] ** -0.5, implementation="cudnn")
+  # XLA's path (and 'auto', which falls back to it) scales the [h, N, N] logits in a pass of their own, forward
+  # and backward; scaling q ([N, d]) first is the same math with two full-size passes fewer.
+  query = query * jnp.asarray(query.shape[-1] ** -0.5, query.dtype)
+  return jax.nn.dot_product_attention(query, key, value, scale=1.0,
+                                      implementation=None if implementation == "auto" else implementation)
