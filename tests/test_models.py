@@ -217,7 +217,7 @@ def test_patch_embedding_is_the_conv3d_as_one_matmul():
 def test_gelu_is_exact_erf_form():
   """vit.gelu is the exact GELU (not the tanh approximation) to float32 precision: within 2e-6 of float64 over
   [-8, 8], where PyTorch's float32 nn.GELU (the official activation, the same formula) errs 1.2e-6."""
-  from videomae_jax.models.vit import gelu
+  from videomae_jax.models.layers import gelu
   spec = model_spec_from_config(TINY_MODEL)
   x = np.linspace(-8, 8, 4001)
   exact = 0.5 * x * (1 + scipy.special.erf(x / np.sqrt(2)))

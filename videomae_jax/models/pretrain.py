@@ -14,8 +14,9 @@ import jax.numpy as jnp
 
 from videomae_jax.models import posembed
 from videomae_jax.models.variants import ModelSpec
-from videomae_jax.models.vit import (TORCH_DEFAULT_KERNEL, XAVIER, BlockStack, TokenDense, VideoViTEncoder,
-                                     dtype_of, gather_tokens, truncated_at_one_std)
+from videomae_jax.models.layers import LayerNorm, TokenDense
+from videomae_jax.models.vit import (TORCH_DEFAULT_KERNEL, XAVIER, BlockStack, VideoViTEncoder, dtype_of,
+                                     gather_tokens, truncated_at_one_std)
 
 
 class PretrainDecoder(nn.Module):
@@ -31,7 +32,7 @@ class PretrainDecoder(nn.Module):
                    remat_policy=spec.remat_policy, layer_norm_eps=spec.layer_norm_eps, name="blocks")(
                        x, deterministic=not train)
     x = x[:, x.shape[1] - num_predictions:]
-    x = nn.LayerNorm(epsilon=spec.layer_norm_eps, dtype=dtype, name="norm")(x)
+    x = LayerNorm(epsilon=spec.layer_norm_eps, dtype=dtype, name="norm")(x)
     return TokenDense(spec.patch_values, dtype=dtype, kernel_init=XAVIER, name="head")(x)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from videomae_jax.models import posembed
 from videomae_jax.models.attention import attention
+from videomae_jax.models.layers import LayerNorm, TokenDense, gelu
 from videomae_jax.models.variants import ModelSpec
 
 Initializer = Callable[..., jax.Array]
@@ -57,18 +58,6 @@ REMAT_POLICY_FNS = {
     "dots": jax.checkpoint_policies.checkpoint_dots,
     "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
 }
-
-
-class TokenDense(nn.Dense):
-  """nn.Dense (the same parameters and init) applied to [..., D] as one [tokens, D] matmul.
-
-  On a [B, N, D] input the weight gradient contracts B and N together, and XLA canonicalizes that product by
-  transposing the incoming gradient first: one full copy per layer in the backward pass (up to 19 ms at ViT-S
-  size on one CPU core, 60 ms a step). Flattened, every product of the forward and backward pass is a plain 2-D
-  matmul. The reshapes are free (bitcasts)."""
-
-  def __call__(self, inputs: jax.Array) -> jax.Array:
-    return super().__call__(inputs.reshape(-1, inputs.shape[-1])).reshape(*inputs.shape[:-1], -1)
 
 
 class TubeletProjection(nn.Module):
@@ -132,14 +121,6 @@ class Attention(nn.Module):
     return TokenDense(self.width, dtype=self.dtype, kernel_init=self.kernel_init, name="proj")(out)
 
 
-def gelu(x: jax.Array) -> jax.Array:
-  """The exact GELU, x/2 (1 + erf(x / sqrt 2)), computed as PyTorch's nn.GELU() computes it (the official model's
-  activation). jax.nn.gelu(approximate=False) evaluates the same function as x/2 erfc(-x / sqrt 2), more accurate
-  where the result is tiny (x < -4) but piecewise in XLA: 2.2x the forward time on the CPU, 4% of a ViT-S step.
-  The two differ by at most ~1e-6 in absolute value in float32, as PyTorch's float32 GELU differs from float64."""
-  return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(np.sqrt(0.5), x.dtype)))
-
-
 class Mlp(nn.Module):
   hidden_dim: int
   out_dim: int
@@ -178,7 +159,7 @@ class Block(nn.Module):
         return drop_path(branch, drop_rate, self.make_rng("dropout"))
       return branch
 
-    norm = lambda name: nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name=name)
+    norm = lambda name: LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name=name)
     y = Attention(self.width, self.num_heads, self.dtype, self.attention_impl, self.kernel_init,
                   name="attn")(norm("norm1")(x))
     x = x + residual(y)
@@ -256,7 +237,7 @@ class VideoViTEncoder(nn.Module):
         scan_layers=spec.scan_layers, remat_policy=spec.remat_policy, layer_norm_eps=spec.layer_norm_eps,
         kernel_init=self.kernel_init)
     if self.use_final_norm:
-      self.norm = nn.LayerNorm(epsilon=spec.layer_norm_eps, dtype=dtype)
+      self.norm = LayerNorm(epsilon=spec.layer_norm_eps, dtype=dtype)
 
   def embed_patches(self, video: jax.Array) -> jax.Array:
     """[B, T, H, W, 3] -> patch embeddings [B, N, width] before position embedding (the MATS score input)."""
