@@ -106,33 +106,45 @@ def test_a_bad_count_is_one_message_from_the_trainer(tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def test_a_non_finite_update_leaves_the_state_as_it_was(tiny_model_config):
+def _tiny_step(tiny_model_config, base_lr):
   from videomae_jax import tasks, train_step  # pylint: disable=import-outside-toplevel
   config = default_config.pretrain_config("custom")
   config.model.update(tiny_model_config)
   config.num_train_steps, config.warmup_steps, config.batch_size = 10, 0, 2
-  config.optimizer.base_lr = 1e32  # one AdamW step moves each weight by ~lr: far past float32's norm range
+  config.optimizer.base_lr = base_lr
   config.optimizer.grad_clip_norm = 0.0
   config.data.crop_on_device = False
   task = tasks.from_config(config)
   abstract = jax.eval_shape(task.init_params, jax.random.key(0))
   optimizer, schedule = train_step.make_optimizer(config, task, abstract)
   state = train_step.init_train_state(task, optimizer, 0)
-  step = jax.jit(train_step.make_train_step(task, optimizer, schedule))
+  return task, state, jax.jit(train_step.make_train_step(task, optimizer, schedule))
+
+
+def test_a_non_finite_gradient_leaves_the_state_as_it_was(tiny_model_config):
+  task, state, step = _tiny_step(tiny_model_config, 1e-3)
   video = jnp.asarray(np.random.default_rng(0).integers(0, 255, (2, 4, 32, 32, 3)), jnp.uint8)
-  new_state, metrics = step(state, {"video": video})
-  assert float(metrics["train/nonfinite"]) == 1.0 and np.isfinite(float(metrics["train/loss"]))
-  for old, new in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(new_state["params"])):
+  poisoned = dict(state, params=jax.tree.map(lambda x: x, state["params"]))
+  poisoned["params"]["decoder"]["head"]["bias"] = state["params"]["decoder"]["head"]["bias"].at[0].set(np.inf)
+  new_state, metrics = step(poisoned, {"video": video})   # an inf prediction: the loss and gradients are not finite
+  assert float(metrics["train/nonfinite"]) == 1.0 and not np.isfinite(float(metrics["train/loss"]))
+  for old, new in zip(jax.tree.leaves(poisoned["params"]), jax.tree.leaves(new_state["params"])):
     np.testing.assert_array_equal(np.asarray(old), np.asarray(new))
-  for old, new in zip(jax.tree.leaves(state["opt_state"]), jax.tree.leaves(new_state["opt_state"])):
+  for old, new in zip(jax.tree.leaves(poisoned["opt_state"]), jax.tree.leaves(new_state["opt_state"])):
     np.testing.assert_array_equal(np.asarray(old), np.asarray(new))
-  config.optimizer.base_lr = 1e-3  # and a sane step is applied
-  optimizer, schedule = train_step.make_optimizer(config, task, abstract)
-  state = train_step.init_train_state(task, optimizer, 0)
-  new_state, metrics = jax.jit(train_step.make_train_step(task, optimizer, schedule))(state, {"video": video})
+  new_state, metrics = step(state, {"video": video})       # and a sane step is applied
   assert float(metrics["train/nonfinite"]) == 0.0
   assert any(not np.array_equal(np.asarray(a), np.asarray(b))
              for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(new_state["params"])))
+
+
+def test_an_overflowing_update_is_flagged(tiny_model_config):
+  # One AdamW step moves each weight by ~lr: far past float32's norm range, with a finite loss and gradients.
+  task, state, step = _tiny_step(tiny_model_config, 1e32)
+  video = jnp.asarray(np.random.default_rng(0).integers(0, 255, (2, 4, 32, 32, 3)), jnp.uint8)
+  _, metrics = step(state, {"video": video})
+  assert float(metrics["train/nonfinite"]) == 1.0
+  assert np.isfinite(float(metrics["train/loss"])) and np.isfinite(float(metrics["train/grad_norm"]))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -254,7 +266,7 @@ def test_a_diverging_run_stops_without_saving_non_finite_parameters(tmp_path, de
              ok=False)
   assert out.returncode == 1 and "Traceback" not in out.stderr
   assert "Training stopped: At step 1 the update made non-finite or overflowing parameters" in out.stderr
-  assert "that update was not applied" in out.stderr and "No checkpoint was saved yet" in out.stderr
+  assert "they were never saved" in out.stderr and "No checkpoint was saved yet" in out.stderr
   assert "config.warmup_steps (now 0)" in out.stderr
   assert not os.path.exists(run_dir / "checkpoints" / "1")
 

@@ -200,15 +200,23 @@ def _run(config: ml_collections.ConfigDict, workdir: str, handler: preemption.Pr
 def _write_metrics(writer, step: int, pending: list, config, last_checkpoint) -> float:
   """Averages the metrics of the steps since the last write; raises (before any save) when a step was not finite.
 
-  The step itself refused that update (train_step: `train/nonfinite`), so the state in memory and every saved
-  checkpoint hold finite parameters; the message says which checkpoint a restart resumes from."""
+  Called before every checkpoint, with every step's metrics since the last call, so no saved checkpoint holds
+  what a flagged step made. The step never applies an update from a non-finite loss or gradient; an update that
+  pushed parameters past float32's range is flagged after the fact (train_step: `train/nonfinite`) and is only
+  in memory. The message says which checkpoint a restart resumes from."""
   values = jax.device_get(pending)
   bad = [i for i, v in enumerate(values) if v["train/nonfinite"] > 0 or not np.isfinite(v["train/loss"])]
   if bad:
     first = values[bad[0]]
     first_bad = step - len(values) + 1 + bad[0]
-    what = (f"train/loss became {float(first['train/loss'])}" if not np.isfinite(first["train/loss"]) else
-            f"the update made non-finite or overflowing parameters (train/grad_norm {float(first['train/grad_norm']):.3g})")
+    grad_norm = float(first["train/grad_norm"])
+    if not np.isfinite(first["train/loss"]):
+      what = f"train/loss became {float(first['train/loss'])}; that update was not applied"
+    elif not np.isfinite(grad_norm):
+      what = f"the gradients were not finite (train/grad_norm {grad_norm}); that update was not applied"
+    else:
+      what = (f"the update made non-finite or overflowing parameters (train/grad_norm {grad_norm:.3g}); they were "
+              "never saved")
     latest = last_checkpoint()
     resume = (f"The newest checkpoint, step {latest}, holds finite parameters (every saved state passed the same "
               "check) and a restart resumes from it." if latest is not None else
@@ -216,7 +224,7 @@ def _write_metrics(writer, step: int, pending: list, config, last_checkpoint) ->
     warmup = (f"config.warmup_steps (now {config.warmup_steps})" if config.warmup_steps >= 0 else
               f"config.warmup_epochs (now {config.warmup_epochs})")
     raise NonFiniteLossError(
-        f"At step {first_bad} {what}; that update was not applied and the run stopped without saving. {resume} "
+        f"At step {first_bad} {what}, and the run stopped without saving. {resume} "
         f"Lower config.optimizer.base_lr (now {config.optimizer.base_lr}) or raise {warmup} before restarting; "
         "config.model.compute_dtype='float32' helps to investigate.")
   mean = {key: float(np.mean([np.asarray(v[key]) for v in values])) for key in values[0]}

@@ -32,17 +32,24 @@ def _rows(x: jax.Array, block: int) -> jax.Array:
 
 
 def _head_forward(q, k, v, block):
-  """One (clip, head): q [Nq, d] (already scaled), k, v [Nk, d] -> out [Nq, d], logsumexp of the scores [Nq]."""
-  def one_block(q_rows):
-    logits = jnp.dot(q_rows, k.T, preferred_element_type=jnp.float32)        # [block, Nk]
-    peak = jnp.max(logits, axis=-1, keepdims=True)                          # any constant is exact; this one safe
-    weights = jnp.exp(logits - peak)
-    total = jnp.sum(weights, axis=-1, keepdims=True)
-    out = jnp.dot(weights.astype(v.dtype), v, preferred_element_type=jnp.float32) / total
-    return out.astype(v.dtype), peak[:, 0], 1.0 / total[:, 0]
+  """One (clip, head): q [Nq, d] (already scaled), k, v [Nk, d] -> out [Nq, d], and each query's score max and
+  1 / sum of exp(score - max) (the softmax statistics the backward pass recomputes the probabilities from).
 
-  out, peak, inverse_total = jax.lax.map(one_block, _rows(q, block))
-  return out.reshape(q.shape), (peak.reshape(-1), inverse_total.reshape(-1))
+  Scores are laid out [keys, queries], as in the backward pass: k [Nk, d] is then the large operand of q k^T and
+  v^T [d, Nk] of p v, the layout in which XLA:CPU's matmuls ran this forward pass fastest (4% over [queries, keys]);
+  the max and the sum over keys are columnwise, in cache."""
+  v_t = v.T                                                                        # [d, Nk], once per head
+
+  def one_block(q_rows):
+    logits_t = jnp.dot(k, q_rows.T, preferred_element_type=jnp.float32)          # [Nk, block]
+    peak = jnp.max(logits_t, axis=0)                                             # any constant is exact; this is safe
+    weights_t = jnp.exp(logits_t - peak)
+    total = jnp.sum(weights_t, axis=0)
+    out_t = jnp.dot(v_t, weights_t.astype(v.dtype), preferred_element_type=jnp.float32) / total  # [d, block]
+    return out_t.astype(v.dtype), peak, 1.0 / total
+
+  out_t, peak, inverse_total = jax.lax.map(one_block, _rows(q, block))
+  return jnp.swapaxes(out_t, 1, 2).reshape(q.shape), (peak.reshape(-1), inverse_total.reshape(-1))
 
 
 def _head_backward(q, k, v, out, softmax_stats, grad_out, block):
