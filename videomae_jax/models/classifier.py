@@ -38,7 +38,9 @@ class VideoClassifier(nn.Module):
     spec = self.spec
     x = VideoViTEncoder(spec, use_final_norm=spec.pooled_norm == "norm", kernel_init=NORMAL_002, name="encoder")(
         video, keep_indices, train=train)
-    x = jnp.mean(x.astype(jnp.float32), axis=1)
+    # The mean over tokens as a matrix-vector product: as a reduction, XLA:CPU fused it into the last block's MLP
+    # and materialized that fusion's constants at full [N, mlp_dim] size (4% of a ViT-S inference).
+    x = jnp.einsum("bnd,n->bd", x.astype(jnp.float32), jnp.full((x.shape[1],), 1.0 / x.shape[1], jnp.float32))
     if spec.pooled_norm == "fc_norm":
       x = nn.LayerNorm(epsilon=spec.layer_norm_eps, dtype=jnp.float32, name="fc_norm")(x)
     if spec.num_classes <= 0:
