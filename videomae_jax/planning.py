@@ -98,8 +98,9 @@ def _block_saved_bytes(n: int, d: int, m: int, h: int, c: int, flash: bool, poli
   raise ConfigError(f"config.model.remat_policy={policy!r} is not known to the planner.")
 
 
-# Attention that never keeps the [h, N, N] probabilities: cuDNN's fused kernel, and models.vit.blocked_attention
-# (query blocks recomputed in the backward pass). 'auto' is counted as XLA's textbook attention, which keeps them.
+# Attention that never keeps the [h, N, N] probabilities: cuDNN's fused kernel, and models.attention.blocked_attention
+# (each row's max and sum kept, a block's probabilities recomputed in the backward pass). 'auto' is counted as
+# XLA's textbook attention, which keeps them.
 FUSED_ATTENTION = ("cudnn", "blocked")
 
 

@@ -127,14 +127,18 @@ def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array) -> jax
   for the backward pass, which recomputes a block's probabilities with one matmul (see `_head_backward`). No
   [h, N, N] array exists at any time. On one CPU core at N = 1568 (ViT-S, 6 heads) forward + backward takes
   104 ms (the textbook order: 845 ms; PyTorch's fused CPU kernel: 86 ms). Scores, softmax and gradient
-  accumulation run in float32 whatever the inputs' dtype.
+  accumulation run in float32 whatever the inputs' dtype (on the CPU, the products too).
   """
+  dtype = query.dtype
+  if dtype != jnp.float32 and jax.default_backend() == "cpu":
+    # XLA:CPU's generic dot (what it runs for small shapes) has no bfloat16 x bfloat16 -> float32 kernel.
+    query, key, value = (x.astype(jnp.float32) for x in (query, key, value))
   tokens = query.shape[1]
   block = _query_block(tokens)
   padded = -(-tokens // block) * block
   if padded != tokens:  # padded query rows attend like any other and are cut off; keys are never padded
     query = jnp.pad(query, ((0, 0), (0, padded - tokens), (0, 0), (0, 0)))
-  return _flash(query, key, value, block)[:, :tokens]
+  return _flash(query, key, value, block)[:, :tokens].astype(dtype)
 
 
 def attention(query: jax.Array, key: jax.Array, value: jax.Array, implementation: str = "auto") -> jax.Array:
