@@ -1,6 +1,10 @@
 """The ViT family against the official VideoMAE V2 definitions (docs/upstream.md sections 1 and 5): sizes,
 semantics, scan/remat/bf16 options, config errors."""
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import flax.linen as nn
 import jax
@@ -195,6 +199,33 @@ def test_blocked_attention_equals_textbook_attention_and_its_gradients(tokens):
       scale = np.abs(want).max()
       factor = 3 if name == "out" else 5
       assert np.abs(got - want).max() <= max(factor * reference_error, 1e-6 * scale), (impl, name)
+
+
+_SHARDED_ATTENTION_SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from videomae_jax.models.attention import blocked_attention
+    assert jax.device_count() == 8, jax.devices()
+    data = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P("data"))
+    q, k, v, cotangent = (jax.device_put(jax.random.normal(jax.random.key(i), (8, 200, 2, 16)), data)
+                          for i in range(4))
+    def forward_and_backward(q, k, v, cotangent):
+      out, vjp = jax.vjp(blocked_attention, q, k, v)
+      return (out, *vjp(cotangent))
+    hlo = jax.jit(forward_and_backward, out_shardings=data).lower(q, k, v, cotangent).compile().as_text()
+    print("COLLECTIVES", [op for op in ("all-reduce", "all-gather", "all-to-all", "collective-permute",
+                                        "reduce-scatter") if op in hlo])
+""")
+
+
+def test_blocked_attention_keeps_a_sharded_batch_on_its_devices():
+  """Its loops run over heads and query blocks, never over the batch: with clips sharded across devices, forward
+  and backward need no communication (a loop over clips gathered every clip onto every device)."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", _SHARDED_ATTENTION_SCRIPT], capture_output=True, text=True,
+                          env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300)
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert "COLLECTIVES []" in result.stdout, result.stdout
 
 
 def test_patch_embedding_is_the_conv3d_as_one_matmul():
