@@ -368,9 +368,12 @@ def test_plan_adds_the_teacher_memory_and_flops():
 # Against XLA's memory analysis of the compiled step on CPU (as tests/test_plan.py does for pretraining). The planner
 # counts the teacher's forward working set on top of the student's activations. With remat 'none' XLA:CPU's peak
 # does hold both (about 1.0x); with remat 'full' XLA runs the teacher where it adds almost nothing to the peak (the
-# student's recomputed block dominates), so the planner reads about 1.3x: high, the safe side for a fit test.
+# student's recomputed block dominates), and the planner budgets two whole blocks for the recomputed one: it reads
+# 1.72x, high, the safe side for a fit test. (It read about 1.3x until the layers of issue [9/9]: LayerNorm's
+# written-out derivative, 2-D Dense products without transposed gradient copies and the in-place update took
+# XLA's temporaries for this config from 75.7 to 56.7 MB with remat 'full', 132.5 to 126.4 MB with 'none'.)
 @pytest.mark.slow
-@pytest.mark.parametrize("remat, low, high", [("none", 0.8, 1.2), ("full", 1.0, 1.45)])
+@pytest.mark.parametrize("remat, low, high", [("none", 0.8, 1.2), ("full", 1.0, 1.8)])
 def test_plan_memory_against_xla_on_cpu(remat, low, high):
   config = default_config.vitg_distillation_config("custom")
   config.model.update(dict(width=128, depth=2, num_heads=4, mlp_dim=512, patch_size=8, num_frames=8, image_size=64,
