@@ -56,7 +56,7 @@ def _head_backward(q, k, v, out, softmax_stats, grad_out, block):
   """One (clip, head): the gradients of `_head_forward` from its saved softmax statistics (flash attention's
   backward pass).
 
-  Per query block the probabilities are recomputed from the logsumexp with one product (q k^T) instead of the
+  Per query block the probabilities are recomputed from the saved max and 1/sum with one product (q k^T), not the
   forward's two, and the softmax's Jacobian reduces to p * (dp - rowsum(dout * out)). Products are laid out
   [keys, queries] (transposed scores) so that each is a plain or a right-transposed matmul: XLA:CPU runs those
   with its fast matmul library, and a left-transposed one ([block, Nk]^T x [block, d]) as a slower generic dot.
