@@ -39,13 +39,7 @@ class ClassificationEvaluator(base.Evaluator):
     return evaluator
 
   def evaluate(self, params: Any) -> base.Report:
-    probabilities, labels = [], []
-    for batch in self.eval_set.batches():
-      view_probabilities, label, valid = (np.asarray(x) for x in self.compiled(params, batch))
-      probabilities.append(data.per_video(view_probabilities.astype(np.float64),
-                                          self.eval_set.views_per_video)[valid])
-      labels.append(label[valid])
-    probabilities, labels = np.concatenate(probabilities), np.concatenate(labels).astype(np.int64)
+    probabilities, labels = data.per_video_outputs(self.compiled, params, self.eval_set)
     nll = -np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-12))
     return base.Report({
         "top1": float(100.0 * np.mean(np.argmax(probabilities, axis=-1) == labels)),

@@ -12,7 +12,7 @@ evaluations read them instead of decoding again: the demo's sets are a few MB, a
 from __future__ import annotations
 
 import logging
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -107,3 +107,14 @@ def per_video(values: np.ndarray, views_per_video: int) -> np.ndarray:
   """[b * V, ...] per-view outputs -> [b, ...] means over each video's V views."""
   values = np.asarray(values)
   return values.reshape((-1, views_per_video) + values.shape[1:]).mean(axis=1)
+
+
+def per_video_outputs(compiled: Any, params: Any, eval_set: EvalSet) -> Tuple[np.ndarray, np.ndarray]:
+  """Runs `compiled(params, batch) -> (per-view values, label, valid)` over the set: (float64 [n, ...] values
+  averaged over each video's views, int64 [n] labels) of its n real videos (padding dropped)."""
+  values, labels = [], []
+  for batch in eval_set.batches():
+    view_values, label, valid = (np.asarray(x) for x in compiled(params, batch))
+    values.append(per_video(view_values.astype(np.float64), eval_set.views_per_video)[valid])
+    labels.append(label[valid])
+  return np.concatenate(values), np.concatenate(labels).astype(np.int64)

@@ -14,10 +14,11 @@ Scalars: top1 (and top5 with more than 5 classes), percent; num_videos, num_trai
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Tuple
+from typing import Any
 
 import numpy as np
 
+from videomae_jax import evaluation
 from videomae_jax.convert import mapping
 from videomae_jax.errors import ConfigError
 from videomae_jax.evaluators import base, data
@@ -84,24 +85,15 @@ class KnnEvaluator(base.Evaluator):
     evaluator.schedule_from(name, settings)
     return evaluator
 
-  def _features(self, params: Any, eval_set: data.EvalSet) -> Tuple[np.ndarray, np.ndarray]:
-    features, labels = [], []
-    for batch in eval_set.batches():
-      view_features, label, valid = (np.asarray(x) for x in self.compiled(params, batch))
-      features.append(data.per_video(view_features.astype(np.float64), eval_set.views_per_video)[valid])
-      labels.append(label[valid])
-    return np.concatenate(features), np.concatenate(labels).astype(np.int64)
-
   def evaluate(self, params: Any) -> base.Report:
-    train_features, train_labels = self._features(params, self.train_set)
-    query_features, query_labels = self._features(params, self.query_set)
+    train_features, train_labels = data.per_video_outputs(self.compiled, params, self.train_set)
+    query_features, query_labels = data.per_video_outputs(self.compiled, params, self.query_set)
     num_classes = max(self.num_classes, int(train_labels.max()) + 1, int(query_labels.max()) + 1)
     scores = knn_scores(train_features, train_labels, query_features, num_classes, self.k, self.temperature)
-    order = np.argsort(-scores, axis=-1, kind="stable")
-    scalars = {"top1": float(100.0 * np.mean(order[:, 0] == query_labels)),
+    scalars = {"top1": float(100.0 * np.mean(evaluation.top_k_correct(scores, query_labels, 1))),
                "num_videos": float(len(query_labels)), "num_train_videos": float(len(train_labels))}
     if num_classes > 5:
-      scalars["top5"] = float(100.0 * np.mean(np.any(order[:, :5] == query_labels[:, None], axis=-1)))
+      scalars["top5"] = float(100.0 * np.mean(evaluation.top_k_correct(scores, query_labels, 5)))
     return base.Report(scalars)
 
 
