@@ -107,6 +107,22 @@ def test_scanned_equals_unscanned_from_same_weights():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("remat_policy", ["none", "full"])
+def test_block_stack_output_rows_are_the_last_rows_of_the_full_output(remat_policy):
+  """output_rows (what a pretraining decoder keeps) computes only those rows in the last block: the same
+  numbers, forward and backward, as running every row and slicing."""
+  from videomae_jax.models.vit import BlockStack
+  stack = BlockStack(depth=2, width=32, num_heads=4, mlp_dim=64, remat_policy=remat_policy)
+  x = jax.random.normal(jax.random.key(0), (2, 40, 32))
+  params = stack.init(jax.random.key(1), x, True)["params"]
+  full = lambda p: stack.apply({"params": p}, x, True)[:, 40 - 24:]
+  trimmed = lambda p: stack.apply({"params": p}, x, True, output_rows=24)
+  np.testing.assert_allclose(trimmed(params), full(params), rtol=1e-6, atol=1e-6)
+  grad = lambda f: jax.grad(lambda p: jnp.sum(jnp.sin(f(p))))(params)
+  for got, want in zip(jax.tree.leaves(grad(trimmed)), jax.tree.leaves(grad(full))):   # sums over 80 rows
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * float(jnp.max(jnp.abs(want))))
+
+
 @pytest.mark.parametrize("policy", ["dots", "nothing_saveable", "dots_with_no_batch_dims"])
 def test_remat_policies_do_not_change_outputs(policy):
   spec = model_spec_from_config(dict(TINY_MODEL, remat_policy=policy, scan_layers=True))
@@ -243,6 +259,22 @@ def test_patch_embedding_is_the_conv3d_as_one_matmul():
   loss = lambda f: jax.grad(lambda p, x: jnp.sum(jnp.sin(f(p, x))), argnums=(0, 1))(params, video)
   for got, want in zip(jax.tree.leaves(loss(by_matmul)), jax.tree.leaves(loss(by_conv))):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_patch_embedding_of_kept_tokens_embeds_those_tubelets_only():
+  """With keep_indices the embedding cuts out those tubelets only (a masked encoder's ~10%): the same rows, and the
+  same parameter gradients, as embedding every tubelet and gathering the kept ones."""
+  from videomae_jax.models.vit import PatchEmbed, gather_tokens
+  video = jax.random.normal(jax.random.key(0), (2, 4, 32, 48, 3))             # a 2 x 2 x 3 token grid
+  embed = PatchEmbed(width=24, patch_size=16, tubelet_size=2)
+  params = embed.init(jax.random.key(1), video)["params"]
+  keep = jnp.array([[11, 0, 5], [3, 7, 10]])
+  everything = lambda p: gather_tokens(embed.apply({"params": p}, video), keep)
+  kept_only = lambda p: embed.apply({"params": p}, video, keep)
+  np.testing.assert_array_equal(kept_only(params), everything(params))
+  grad = lambda f: jax.grad(lambda p: jnp.sum(jnp.sin(f(p))))(params)
+  for got, want in zip(jax.tree.leaves(grad(kept_only)), jax.tree.leaves(grad(everything))):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_gelu_is_exact_erf_form():

@@ -8,6 +8,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from videomae_jax import optim, sharding
@@ -68,6 +69,21 @@ def test_optimizer_clips_and_decays_only_matrices():
   # Zero gradient: only decoupled weight decay moves the matrix (lr 1 at step 0 x wd 0.5 x param 1); bias untouched.
   np.testing.assert_allclose(updates["w"], -0.5 * np.ones((4, 4)), rtol=1e-6)
   np.testing.assert_array_equal(updates["b"], 0)
+
+
+@pytest.mark.parametrize("scale", [0.1, 10.0])   # below and above the clip norm
+def test_clip_by_global_norm_is_optax_clip(scale):
+  """Our clip (a handed-in norm, a multiplied factor) gives optax.clip_by_global_norm's gradients to float32
+  rounding, with or without the norm handed in, and the same (empty) state, so checkpoints are unchanged."""
+  grads = {"w": scale * jax.random.normal(jax.random.key(0), (8, 16)), "b": scale * jnp.arange(5.0)}
+  reference, reference_state = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+  clip = optim.clip_by_global_norm(1.0)
+  assert jax.tree.structure(clip.init(grads)) == jax.tree.structure(optax.clip_by_global_norm(1.0).init(grads))
+  for ours, _ in (clip.update(grads, optax.EmptyState()),
+                  clip.update(grads, optax.EmptyState(), global_norm=optax.tree.norm(grads))):
+    for name in grads:
+      np.testing.assert_allclose(ours[name], reference[name], rtol=2e-7, atol=0)
+  assert float(optax.tree.norm(reference)) == pytest.approx(min(1.0, float(optax.tree.norm(grads))), rel=1e-6)
 
 
 def test_mesh_shape_resolution_and_errors():

@@ -15,19 +15,16 @@ import jax.numpy as jnp
 
 from videomae_jax.masking import Masks
 from videomae_jax.models.variants import ModelSpec
-from videomae_jax.models.vit import gather_tokens
+from videomae_jax.models.vit import cut_tubelets, gather_tokens
 from videomae_jax.normalization import denormalize
 
 TARGET_STD_EPSILON = 1e-6
 
 
-def patchify(video: jax.Array, spec: ModelSpec) -> jax.Array:
-  """[B, T, H, W, C] -> [B, N, tubelet*P*P, C], tokens in (t, h, w) order, pixels in (p0 p1 p2) order."""
-  batch, frames, height, width, channels = video.shape
-  ts, p = spec.tubelet_size, spec.patch_size
-  x = video.reshape(batch, frames // ts, ts, height // p, p, width // p, p, channels)
-  x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)                  # b t h w p0 p1 p2 c
-  return x.reshape(batch, -1, ts * p * p, channels)
+def patchify(video: jax.Array, spec: ModelSpec, token_indices: Optional[jax.Array] = None) -> jax.Array:
+  """[B, T, H, W, C] -> [B, N, tubelet*P*P, C], tokens in (t, h, w) order, pixels in (p0 p1 p2) order;
+  with token_indices [B, K], those tokens only: [B, K, tubelet*P*P, C]."""
+  return cut_tubelets(video, (spec.tubelet_size, spec.patch_size, spec.patch_size), token_indices)
 
 
 def unpatchify(tokens: jax.Array, spec: ModelSpec) -> jax.Array:
@@ -69,11 +66,7 @@ def tubelet_targets(video: jax.Array, spec: ModelSpec, normalize: bool = True,
   gathering first gives the same numbers and skips the statistics of tokens the loss never sees (the visible
   ones in V1 mode, half of all tokens with V2's decoder mask).
   """
-  pixels = patchify(denormalize(video), spec)
-  if token_indices is not None:
-    batch, tokens, values, channels = pixels.shape
-    pixels = gather_tokens(pixels.reshape(batch, tokens, values * channels), token_indices)
-    pixels = pixels.reshape(batch, -1, values, channels)
+  pixels = patchify(denormalize(video), spec, token_indices)
   if normalize:
     centered, _, std = _centered_and_std(pixels)
     pixels = centered / std

@@ -100,6 +100,24 @@ class ScaleByTreeState(NamedTuple):
   pass
 
 
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformationExtraArgs:
+  """optax.clip_by_global_norm's clip (g as is when the global norm is below max_norm, else g * max_norm / norm)
+  with its empty state, so checkpoints are unchanged, and two differences that matter for speed:
+  - the norm may be handed in through optax.chain's extra arguments (`global_norm=`): the train step computes it
+    anyway (finiteness check, metrics), and a second pass over every gradient cost ~1% of a ViT-S step on a CPU;
+  - the clip is one scalar factor multiplied into each gradient, which XLA fuses into AdamW's moment updates.
+    optax divides each gradient by the norm, an op XLA does not repeat inside each consumer, so it wrote a clipped
+    copy of every gradient first (2% of the step). The factor and optax's quotient differ by float32 rounding.
+  """
+  def update_fn(updates, state, params=None, *, global_norm: Optional[jax.Array] = None, **extra_args):
+    del params, extra_args
+    norm = optax.tree.norm(updates) if global_norm is None else global_norm
+    factor = jnp.where(norm < max_norm, 1.0, max_norm / norm)
+    return jax.tree.map(lambda g: g * factor.astype(g.dtype), updates), state
+
+  return optax.GradientTransformationExtraArgs(optax.init_empty_state, update_fn)
+
+
 def scale_by_tree(scales: Any) -> optax.GradientTransformation:
   """Multiplies each update leaf by the matching (broadcastable) leaf of `scales`."""
   def init_fn(params):
@@ -122,7 +140,7 @@ def make_optimizer(optimizer_cfg: Mapping[str, Any], params: Any, *, batch_size:
                                     warmup_steps=warmup_steps, total_steps=total_steps)
   parts = []
   if cfg.get("grad_clip_norm") and cfg["grad_clip_norm"] > 0:
-    parts.append(optax.clip_by_global_norm(cfg["grad_clip_norm"]))
+    parts.append(clip_by_global_norm(cfg["grad_clip_norm"]))
   parts.append(optax.adamw(schedule, b1=cfg["b1"], b2=cfg["b2"], eps=cfg["eps"],
                            weight_decay=cfg["weight_decay"], mask=weight_decay_mask(params)))
   layer_decay = cfg.get("layer_decay", 1.0)

@@ -61,7 +61,7 @@ def make_train_step(task: tasks.Task, optimizer: optax.GradientTransformation,
     inputs_finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
     def apply_update():
-      updates, new_opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+      updates, new_opt_state = optimizer.update(grads, state["opt_state"], state["params"], global_norm=grad_norm)
       return optax.apply_updates(state["params"], updates), new_opt_state
 
     params, opt_state = jax.lax.cond(inputs_finite, apply_update, lambda: (state["params"], state["opt_state"]))

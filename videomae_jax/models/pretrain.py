@@ -30,8 +30,7 @@ class PretrainDecoder(nn.Module):
                    mlp_dim=spec.decoder_mlp_dim, drop_path_rate=spec.drop_path_rate, dtype=dtype,
                    attention_impl=spec.attention_impl, scan_layers=spec.scan_layers,
                    remat_policy=spec.remat_policy, layer_norm_eps=spec.layer_norm_eps, name="blocks")(
-                       x, deterministic=not train)
-    x = x[:, x.shape[1] - num_predictions:]
+                       x, deterministic=not train, output_rows=num_predictions)
     x = LayerNorm(epsilon=spec.layer_norm_eps, dtype=dtype, name="norm")(x)
     return TokenDense(spec.patch_values, dtype=dtype, kernel_init=XAVIER, name="head")(x)
 

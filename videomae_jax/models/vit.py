@@ -60,6 +60,27 @@ REMAT_POLICY_FNS = {
 }
 
 
+def cut_tubelets(video: jax.Array, kernel_size: tuple, indices: Optional[jax.Array] = None) -> jax.Array:
+  """video [B, T, H, W, C] -> its tubelets [B, N, ts * ph * pw, C], tokens in (t, h, w) order, pixels in
+  (t, y, x) order within a tubelet: the rows of the patch embedding and of the reconstruction targets.
+
+  indices [B, K] (token numbers): those tubelets only, [B, K, ...], gathered straight from the clip, not
+  rearranged whole and then gathered. vmap keeps the gather per clip (no communication when the batch is sharded).
+  """
+  ts, ph, pw = kernel_size
+  batch, frames, height, width, channels = video.shape
+  grid_h, grid_w = height // ph, width // pw
+  x = video.reshape(batch, frames // ts, ts, grid_h, ph, grid_w, pw, channels)
+  if indices is None:
+    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)        # b t' h' w' (ts ph pw c)
+  else:
+    def tubelets(clip, clip_indices):              # [T', ts, H', ph, W', pw, C], [K] -> [K, ts, ph, pw, C]
+      t, rest = clip_indices // (grid_h * grid_w), clip_indices % (grid_h * grid_w)
+      return clip[t, :, rest // grid_w, :, rest % grid_w]
+    x = jax.vmap(tubelets)(x, indices.astype(jnp.int32))
+  return x.reshape(batch, -1, ts * ph * pw, channels)
+
+
 class TubeletProjection(nn.Module):
   """The Conv3d of the official patch embedding, kernel = stride = (tubelet, P, P), as what it is: cut the clip
   into tubelets and multiply by one matrix. A convolution op computed the same numbers 1.2x slower forward and
@@ -70,17 +91,20 @@ class TubeletProjection(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, video: jax.Array) -> jax.Array:
+  def __call__(self, video: jax.Array, keep_indices: Optional[jax.Array] = None) -> jax.Array:
+    """video [B, T, H, W, C] -> [B, N, width]; with keep_indices [B, K] (token numbers in (t, h, w) order) only
+    those tubelets are cut out and embedded -> [B, K, width], the same rows as embedding all and gathering."""
     ts, ph, pw = self.kernel_size
     fan_in = 3 * ts * ph * pw
     kernel = self.param("kernel", TORCH_DEFAULT_KERNEL, (ts, ph, pw, video.shape[-1], self.width), jnp.float32)
     bias = self.param("bias", torch_conv_bias(fan_in), (self.width,), jnp.float32)
-    batch, frames, height, width, channels = video.shape
-    x = video.reshape(batch, frames // ts, ts, height // ph, ph, width // pw, pw, channels)
-    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)        # b t' h' w' (ts ph pw c): the kernel's own order
-    x = x.reshape(-1, ts * ph * pw * channels).astype(self.dtype)   # [B * N, K]: a 2-D product (see TokenDense)
+    # Cut out the kept tubelets only: a masked encoder sees ~10% of them, and the embedding's matmul (forward and
+    # weight gradient) and the clip's rearrangement shrink with them.
+    x = cut_tubelets(video, self.kernel_size, keep_indices)
+    batch, tokens = x.shape[:2]
+    x = x.reshape(batch * tokens, -1).astype(self.dtype)   # [B * N, K]: a 2-D product (see TokenDense)
     x = x @ kernel.reshape(-1, self.width).astype(self.dtype) + bias.astype(self.dtype)
-    return x.reshape(batch, -1, self.width)
+    return x.reshape(batch, tokens, self.width)
 
 
 class PatchEmbed(nn.Module):
@@ -91,9 +115,9 @@ class PatchEmbed(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, video: jax.Array) -> jax.Array:
+  def __call__(self, video: jax.Array, keep_indices: Optional[jax.Array] = None) -> jax.Array:
     kernel = (self.tubelet_size, self.patch_size, self.patch_size)
-    return TubeletProjection(self.width, kernel, self.dtype, name="proj")(video)
+    return TubeletProjection(self.width, kernel, self.dtype, name="proj")(video, keep_indices)
 
 
 class Attention(nn.Module):
@@ -105,7 +129,9 @@ class Attention(nn.Module):
   kernel_init: Initializer = XAVIER
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, query_rows: Optional[int] = None) -> jax.Array:
+    """x [B, N, width] -> [B, N, width]; with query_rows, the outputs of the last `query_rows` tokens only (they
+    attend to all N tokens)."""
     batch, tokens, _ = x.shape
     head_dim = self.width // self.num_heads
     qkv = TokenDense(3 * self.width, use_bias=False, dtype=self.dtype, kernel_init=self.kernel_init,
@@ -117,7 +143,9 @@ class Attention(nn.Module):
     bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(qkv.dtype)
     qkv = (qkv + bias).reshape(batch, tokens, 3, self.num_heads, head_dim)
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    out = attention(query, key, value, self.attention_impl).reshape(batch, tokens, self.width)
+    if query_rows is not None:
+      query = query[:, tokens - query_rows:]
+    out = attention(query, key, value, self.attention_impl).reshape(batch, query.shape[1], self.width)
     return TokenDense(self.width, dtype=self.dtype, kernel_init=self.kernel_init, name="proj")(out)
 
 
@@ -153,7 +181,9 @@ class Block(nn.Module):
   kernel_init: Initializer = XAVIER
 
   @nn.compact
-  def __call__(self, x: jax.Array, drop_rate: jax.Array, deterministic: bool):
+  def __call__(self, x: jax.Array, drop_rate: jax.Array, deterministic: bool, output_rows: Optional[int] = None):
+    """x [B, N, width] -> ([B, N, width], None); with output_rows, the last `output_rows` tokens' outputs only
+    (their queries attend to all N tokens; the other tokens' queries, projection and MLP are skipped)."""
     def residual(branch):
       if self.use_drop_path and not deterministic:
         return drop_path(branch, drop_rate, self.make_rng("dropout"))
@@ -161,7 +191,9 @@ class Block(nn.Module):
 
     norm = lambda name: LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name=name)
     y = Attention(self.width, self.num_heads, self.dtype, self.attention_impl, self.kernel_init,
-                  name="attn")(norm("norm1")(x))
+                  name="attn")(norm("norm1")(x), output_rows)
+    if output_rows is not None:
+      x = x[:, x.shape[1] - output_rows:]
     x = x + residual(y)
     y = Mlp(self.mlp_dim, self.width, self.dtype, self.kernel_init, name="mlp")(norm("norm2")(x))
     x = x + residual(y)
@@ -189,13 +221,18 @@ class BlockStack(nn.Module):
   def _block_class(self):
     block_cls = Block
     if self.remat_policy != "none":
-      # static_argnums counts `self` as 0: argument 3 is `deterministic`, a Python bool.
-      block_cls = nn.remat(Block, policy=REMAT_POLICY_FNS[self.remat_policy], static_argnums=(3,),
+      # static_argnums counts `self` as 0: arguments 3 and 4 are `deterministic` and `output_rows` (Python values;
+      # nn.scan passes no `output_rows`).
+      block_cls = nn.remat(Block, policy=REMAT_POLICY_FNS[self.remat_policy],
+                           static_argnums=(3,) if self.scan_layers else (3, 4),
                            prevent_cse=not self.scan_layers)
     return block_cls
 
   @nn.compact
-  def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, deterministic: bool, output_rows: Optional[int] = None) -> jax.Array:
+    """x [B, N, width] -> [B, N, width], or with output_rows the last `output_rows` tokens [B, output_rows, width]:
+    what a caller keeps of the output (a pretraining decoder predicts its mask tokens only). The last block then
+    computes those rows alone, and, unrolled, skips the others' queries, projection and MLP (the same numbers)."""
     rates = np.linspace(0.0, self.drop_path_rate, self.depth, dtype=np.float32) if self.depth > 1 else \
         np.zeros((self.depth,), np.float32)
     kwargs = dict(width=self.width, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
@@ -206,9 +243,10 @@ class BlockStack(nn.Module):
       scanned = nn.scan(block_cls, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
                         in_axes=(0, nn.broadcast), length=self.depth)
       x, _ = scanned(**kwargs, name="layers")(x, jnp.asarray(rates), deterministic)
-      return x
+      return x if output_rows is None else x[:, x.shape[1] - output_rows:]   # scanned layers share one shape
     for index in range(self.depth):
-      x, _ = block_cls(**kwargs, name=str(index))(x, jnp.asarray(rates[index]), deterministic)
+      rows = output_rows if index == self.depth - 1 else None
+      x, _ = block_cls(**kwargs, name=str(index))(x, jnp.asarray(rates[index]), deterministic, rows)
     return x
 
 
@@ -249,11 +287,12 @@ class VideoViTEncoder(nn.Module):
     expected = (spec.num_frames, spec.image_size, spec.image_size, 3)
     if tuple(video.shape[1:]) != expected:
       raise ValueError(f"encoder expects video [B, {', '.join(map(str, expected))}] (NTHWC), got {video.shape}")
-    x = self.patch_embed(video)
-    table = posembed.position_table(spec.grid, spec.width, spec.pos_embed_grid)
-    x = (x.astype(jnp.float32) + jnp.asarray(table)[None]).astype(x.dtype)
-    if keep_indices is not None:
-      x = gather_tokens(x, keep_indices)
+    table = jnp.asarray(posembed.position_table(spec.grid, spec.width, spec.pos_embed_grid))
+    if keep_indices is None:
+      x, positions = self.patch_embed(video), table[None]
+    else:  # embed the kept tubelets only: the same rows as embedding every tubelet and gathering them
+      x, positions = self.patch_embed(video, keep_indices), table[keep_indices.astype(jnp.int32)]
+    x = (x.astype(jnp.float32) + positions).astype(x.dtype)
     x = self.blocks(x, deterministic=not train)
     if self.use_final_norm:
       x = self.norm(x)
