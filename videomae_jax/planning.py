@@ -117,12 +117,13 @@ def activation_bytes_per_clip(spec: ModelSpec, plan: masking.MaskingPlan) -> Dic
   enc = dict(n=enc_n, d=d, m=spec.mlp_dim, h=spec.num_heads)
   dec = dict(n=dec_n, d=dd, m=spec.decoder_mlp_dim, h=spec.decoder_num_heads)
   pixels = spec.num_frames * spec.image_size * spec.image_size * 3
+  embedded = pixels * enc_n / plan.num_tokens   # the patch embedding cuts out (and keeps) the visible tubelets only
   largest_block = max(_block_all_bytes(c=c, flash=flash, **enc), _block_all_bytes(c=c, flash=flash, **dec))
   return {
       "encoder_blocks": spec.depth * _block_saved_bytes(c=c, flash=flash, policy=policy, **enc),
       "decoder_blocks": spec.decoder_depth * _block_saved_bytes(c=c, flash=flash, policy=policy, **dec),
       "block_working": largest_block * (2 if policy in REMAT_RECOMPUTES_BLOCK else 1),
-      "clip": pixels * (4 + c),
+      "clip": pixels * 4 + embedded * c,
       "encoder_norm": 2 * c * enc_n * d,
       "decoder_input": dec_n * dd * (4 + c),
       "decoder_norm_head": 2 * c * predicted * dd + predicted * spec.patch_values * (c + 4 + 4),
@@ -140,8 +141,9 @@ def classifier_activation_bytes_per_clip(spec: ModelSpec, num_tokens: int) -> Di
   return {
       "encoder_blocks": spec.depth * _block_saved_bytes(c=c, flash=flash, policy=policy, **enc),
       "block_working": _block_all_bytes(c=c, flash=flash, **enc) * (2 if policy in REMAT_RECOMPUTES_BLOCK else 1),
-      # The normalized (and mixed) clip in float32 and in the compute dtype (the patch embedding's weight gradient).
-      "clip": pixels * (4 + c),
+      # The normalized (and mixed) clip in float32, and its kept tubelets in the compute dtype (the patch
+      # embedding's weight gradient).
+      "clip": pixels * 4 + c * pixels * num_tokens / spec.num_tokens,
       "pooled_head": 4 * (3 * spec.width + 2 * max(spec.num_classes, 0)),
   }
 
@@ -150,35 +152,46 @@ def classifier_activation_bytes_per_clip(spec: ModelSpec, num_tokens: int) -> Di
 # FLOPs (per clip)
 
 
-def _block_forward_flops(n: int, d: int, m: int) -> Dict[str, float]:
-  return {"dense": 2 * n * d * (3 * d + d + 2 * m), "attention": 2 * 2 * n * n * d}
+def _block_forward_flops(n: int, d: int, m: int, rows: Optional[int] = None) -> Dict[str, float]:
+  """One block on n tokens; with `rows`, only the last `rows` outputs are computed (their queries attend to all n:
+  models.vit.BlockStack's output_rows): q/k/v for every token, the rest for those rows."""
+  rows = n if rows is None else rows
+  return {"dense": 2 * n * d * 3 * d + 2 * rows * d * (d + 2 * m), "attention": 2 * 2 * rows * n * d}
 
 
 def flops_per_clip(spec: ModelSpec, plan: masking.MaskingPlan) -> Dict[str, float]:
   """Analytic matmul FLOPs per clip: forward, model train step (fwd + bwd), hardware (+ remat recompute)."""
   enc = _block_forward_flops(plan.num_encoder_tokens, spec.width, spec.mlp_dim)
   dec = _block_forward_flops(plan.num_decoder_inputs, spec.decoder_width, spec.decoder_mlp_dim)
-  blocks = spec.depth * (enc["dense"] + enc["attention"]) + spec.decoder_depth * (dec["dense"] + dec["attention"])
-  attention = spec.depth * enc["attention"] + spec.decoder_depth * dec["attention"]
+  # The decoder's last block computes the predicted tokens' outputs only (the official model computes all).
+  last = _block_forward_flops(plan.num_decoder_inputs, spec.decoder_width, spec.decoder_mlp_dim,
+                              rows=plan.num_decoder_tokens)
+  encoder = spec.depth * (enc["dense"] + enc["attention"])
+  blocks = encoder + spec.decoder_depth * (dec["dense"] + dec["attention"])
+  computed = encoder + (spec.decoder_depth - 1) * (dec["dense"] + dec["attention"]) + last["dense"] + last["attention"]
+  attention = (spec.depth * enc["attention"] + (spec.decoder_depth - 1) * dec["attention"] + last["attention"])
+  # The official model embeds every tubelet (the papers' counts); ours cuts out and embeds the visible ones only.
   patch_embed = 2 * plan.num_tokens * spec.patch_values * spec.width
+  embedded = 2 * plan.num_encoder_tokens * spec.patch_values * spec.width
   glue = (2 * plan.num_encoder_tokens * spec.width * spec.decoder_width            # encoder_to_decoder
           + 2 * plan.num_decoder_tokens * spec.decoder_width * spec.patch_values)  # decoder head
-  forward = blocks + patch_embed + glue
-  model = 3 * (blocks + glue) + 2 * patch_embed
-  recompute = {"none": 0.0, "full": blocks, "nothing_saveable": blocks, "dots": 0.0,
+  forward = blocks + patch_embed + glue           # the official model's forward, as the papers count it
+  model = 3 * (computed + glue) + 2 * embedded    # this train step's work (forward, backward, no input gradient)
+  recompute = {"none": 0.0, "full": computed, "nothing_saveable": computed, "dots": 0.0,
                "dots_with_no_batch_dims": attention}[spec.remat_policy]
   return {"forward": float(forward), "train_model": float(model), "train_hardware": float(model + recompute)}
 
 
 def classifier_flops_per_clip(spec: ModelSpec, num_tokens: int, scores_own_tokens: bool = True) -> Dict[str, float]:
   """Analytic matmul FLOPs per clip of a classifier whose blocks see `num_tokens` tokens: forward, train step,
-  hardware. Every token is embedded before MATS gathers the kept ones; keeping fewer than all adds the float32
-  scoring embedding of the clip (no gradient), unless another model's ranking is used (`scores_own_tokens`)."""
+  hardware. Only the kept tubelets are embedded; keeping fewer than all adds the float32 scoring embedding of
+  every tubelet (no gradient), unless another model's ranking is used (`scores_own_tokens`)."""
   block = _block_forward_flops(num_tokens, spec.width, spec.mlp_dim)
   blocks = spec.depth * (block["dense"] + block["attention"])
   attention = spec.depth * block["attention"]
-  patch_embed = 2 * spec.num_tokens * spec.patch_values * spec.width
-  scoring = patch_embed if (num_tokens < spec.num_tokens and scores_own_tokens) else 0
+  patch_embed = 2 * num_tokens * spec.patch_values * spec.width
+  scoring = (2 * spec.num_tokens * spec.patch_values * spec.width
+             if (num_tokens < spec.num_tokens and scores_own_tokens) else 0)
   head = 2 * spec.width * max(spec.num_classes, 0)
   forward = blocks + patch_embed + head + scoring
   model = 3 * (blocks + head) + 2 * patch_embed + scoring

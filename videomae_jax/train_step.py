@@ -60,7 +60,7 @@ def make_train_step(task: tasks.Task, optimizer: optax.GradientTransformation,
     # `train/nonfinite`; the loop checks every step's metrics before any checkpoint, and stops without saving.
     inputs_finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
-    def apply_update():
+    def apply_update():   # the clip takes the norm computed above (optim.clip_by_global_norm), not a second pass
       updates, new_opt_state = optimizer.update(grads, state["opt_state"], state["params"], global_norm=grad_norm)
       return optax.apply_updates(state["params"], updates), new_opt_state
 
