@@ -166,10 +166,10 @@ def flops_per_clip(spec: ModelSpec, plan: masking.MaskingPlan) -> Dict[str, floa
   # The decoder's last block computes the predicted tokens' outputs only (the official model computes all).
   last = _block_forward_flops(plan.num_decoder_inputs, spec.decoder_width, spec.decoder_mlp_dim,
                               rows=plan.num_decoder_tokens)
-  encoder = spec.depth * (enc["dense"] + enc["attention"])
-  blocks = encoder + spec.decoder_depth * (dec["dense"] + dec["attention"])
-  computed = encoder + (spec.decoder_depth - 1) * (dec["dense"] + dec["attention"]) + last["dense"] + last["attention"]
-  attention = (spec.depth * enc["attention"] + (spec.decoder_depth - 1) * dec["attention"] + last["attention"])
+  decoder_block, last_block = dec["dense"] + dec["attention"], last["dense"] + last["attention"]
+  blocks = spec.depth * (enc["dense"] + enc["attention"]) + spec.decoder_depth * decoder_block
+  computed = blocks - decoder_block + last_block
+  attention = spec.depth * enc["attention"] + (spec.decoder_depth - 1) * dec["attention"] + last["attention"]
   # The official model embeds every tubelet (the papers' counts); ours cuts out and embeds the visible ones only.
   patch_embed = 2 * plan.num_tokens * spec.patch_values * spec.width
   embedded = 2 * plan.num_encoder_tokens * spec.patch_values * spec.width
