@@ -287,11 +287,12 @@ class VideoViTEncoder(nn.Module):
     expected = (spec.num_frames, spec.image_size, spec.image_size, 3)
     if tuple(video.shape[1:]) != expected:
       raise ValueError(f"encoder expects video [B, {', '.join(map(str, expected))}] (NTHWC), got {video.shape}")
-    table = jnp.asarray(posembed.position_table(spec.grid, spec.width, spec.pos_embed_grid))
+    table = jnp.asarray(posembed.position_table(spec.grid, spec.width, spec.pos_embed_grid))[None]
     if keep_indices is None:
-      x, positions = self.patch_embed(video), table[None]
+      x, positions = self.patch_embed(video), table
     else:  # embed the kept tubelets only: the same rows as embedding every tubelet and gathering them
-      x, positions = self.patch_embed(video, keep_indices), table[keep_indices.astype(jnp.int32)]
+      table = jnp.broadcast_to(table, (video.shape[0],) + table.shape[1:])
+      x, positions = self.patch_embed(video, keep_indices), gather_tokens(table, keep_indices)
     x = (x.astype(jnp.float32) + positions).astype(x.dtype)
     x = self.blocks(x, deterministic=not train)
     if self.use_final_norm:
