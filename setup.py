@@ -59,7 +59,9 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["videomae_jax", "videomae_jax.*", "data_prep", "data_prep.*"]),
-    package_data={"videomae_jax.data": ["label_maps/*.txt", "label_maps/*.json", "label_maps/README.md"]},
+    package_data={"videomae_jax.data": ["label_maps/*.txt", "label_maps/*.json", "label_maps/README.md"],
+                  # The CPU attention kernel's source, compiled on first use (videomae_jax.models.cpu_attention_kernel).
+                  "videomae_jax.models": ["csrc/*.cc"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

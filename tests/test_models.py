@@ -190,18 +190,38 @@ def test_attention_matches_explicit_reference():
   np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("tokens", [6, 944, 200])        # one block; 8 blocks of 118; 2 blocks of 128, padded
-def test_blocked_attention_equals_textbook_attention_and_its_gradients(tokens):
-  """attention.blocked_attention (the CPU default) and the prescaled XLA path compute what jax's
-  dot_product_attention computes, outputs and gradients. Against float64, ours in float32 errs at most 3x what
-  jax's own float32 errs in the outputs, and 5x in the gradients: the flash backward recomputes the probabilities
-  from each row's saved max and sum, and takes rowsum(dout * out) for the softmax's Jacobian, a few roundings more
-  (measured: outputs alike; dq 3.3e-5 vs 0.94e-5 at 944 tokens where |dq| reaches 12.8, 2.6e-6 of it)."""
+def _kernel_or_skip():
+  from videomae_jax.models import cpu_attention_kernel
+  if not cpu_attention_kernel.available():
+    pytest.skip("the CPU attention kernel did not build here (no C++ compiler?)")
+  return cpu_attention_kernel
+
+
+def test_cpu_attention_kernel_builds_where_there_is_a_compiler():
+  """Where a C++ compiler exists (CI's machines have one), the kernel builds and 'auto' runs it on one CPU device:
+  a broken build must fail here, not fall back silently."""
+  import shutil
+  from videomae_jax.models import attention, cpu_attention_kernel
+  if shutil.which(os.environ.get("CXX", "c++")) is None:
+    pytest.skip("no C++ compiler here")
+  assert cpu_attention_kernel.available()
+  assert attention.kernel_by_default() == (jax.device_count() == 1)
+
+
+@pytest.mark.parametrize("tokens,head_dim", [(6, 16), (944, 16), (200, 16), (200, 88)])
+def test_blocked_attention_equals_textbook_attention_and_its_gradients(tokens, head_dim):
+  """attention.blocked_attention (the CPU default), with its forward pass in XLA ops or in the C++ kernel, and the
+  prescaled XLA path compute what jax's dot_product_attention computes, outputs and gradients. Against float64, ours
+  in float32 errs at most 3x what jax's own float32 errs in the outputs, and 5x in the gradients: the flash backward
+  recomputes the probabilities from each row's saved max and sum, and takes rowsum(dout * out) for the softmax's
+  Jacobian, a few roundings more (measured: outputs alike; dq 3.3e-5 vs 0.94e-5 at 944 tokens where |dq| reaches
+  12.8, 2.6e-6 of it; with the kernel's statistics, computed with other roundings than the backward's q k^T, at
+  most 3.4x). Head width 88 (ViT-g's) is no multiple of the kernel's vector width."""
   from videomae_jax.models import attention
-  shape = (2, tokens, 3, 16)
+  shape = (2, tokens, 3, head_dim)
   q, k, v = (2.0 * jax.random.normal(jax.random.key(i), shape) for i in range(3))
   cotangent = jax.random.normal(jax.random.key(3), shape)
-  textbook = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, scale=16 ** -0.5, implementation="xla")
+  textbook = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, scale=head_dim ** -0.5, implementation="xla")
   def results(f, dtype):
     args = [a.astype(dtype) for a in (q, k, v)]
     out, vjp = jax.vjp(f, *args)
@@ -209,7 +229,8 @@ def test_blocked_attention_equals_textbook_attention_and_its_gradients(tokens):
   with jax.enable_x64():
     exact = results(textbook, jnp.float64)
   textbook_error = [np.abs(a - b).max() for a, b in zip(results(textbook, jnp.float32), exact)]
-  for impl in ("blocked", "xla"):
+  _kernel_or_skip()
+  for impl in ("blocked", "kernel", "xla"):
     ours = results(lambda q, k, v: attention.attention(q, k, v, impl), jnp.float32)
     for name, got, want, reference_error in zip(("out", "dq", "dk", "dv"), ours, exact, textbook_error):
       scale = np.abs(want).max()
@@ -217,16 +238,71 @@ def test_blocked_attention_equals_textbook_attention_and_its_gradients(tokens):
       assert np.abs(got - want).max() <= max(factor * reference_error, 1e-6 * scale), (impl, name)
 
 
+def test_cpu_attention_kernel_outputs_and_softmax_statistics():
+  """The kernel's output, row max and 1/sum against float64, over the shapes its code paths split on: keys not a
+  multiple of its key tile (padding keys must not enter the max: here every score is below -90, where a zero would
+  win it and underflow every exp), query rows not a multiple of its row tiles, several query blocks, fewer queries
+  than keys (the pretraining decoder's trimmed last block), a head width that is no multiple of the vector width,
+  and extra batch dimensions (vmap)."""
+  kernel = _kernel_or_skip()
+  def reference(q, k, v, scale, xp):  # the textbook order, in float64 (numpy) or in XLA's float32 (jnp)
+    scores = xp.einsum("...qhd,...khd->...hqk", q * scale, k)
+    peak = scores.max(-1)
+    weights = xp.exp(scores - peak[..., None])
+    total = weights.sum(-1)
+    return xp.einsum("...hqk,...khd->...qhd", weights / total[..., None], v), peak, 1 / total
+  def check(got, q, k, v, scale):
+    """At most 3x the error of XLA's float32 textbook attention against float64 (scores of -100 carry float32
+    roundings of ~1e-5 into every probability, whoever computes them)."""
+    exact = reference(*(np.asarray(x, np.float64) for x in (q, k, v)), scale, np)
+    xla = reference(q, k, v, scale, jnp)
+    for name, g, w, x in zip(("out", "peak", "inverse_total"), got, exact, xla):
+      assert g.shape == w.shape, name
+      error, reference_error = np.abs(np.asarray(g, np.float64) - w).max(), np.abs(np.asarray(x, np.float64) - w).max()
+      assert error <= max(3 * reference_error, 1e-6 * np.abs(w).max()), (name, error, reference_error)
+  for batch, queries, keys, heads, head_dim in [(2, 37, 50, 2, 88), (1, 200, 200, 3, 64), (3, 5, 33, 1, 16),
+                                                  (1, 300, 1568, 2, 64)]:
+    q, k, v = (jax.random.normal(jax.random.key(i), (batch, n, heads, head_dim))
+               for i, n in enumerate((queries, keys, keys)))
+    check(kernel.attention_forward(q, k, v, head_dim ** -0.5), q, k, v, head_dim ** -0.5)
+    k = k.at[..., 0].add(-8.0)                        # score ~ scale * 60 * (N(0, 1) - 8) + N(0, scale^2 d)
+    q = q.at[..., 0].set(60.0 + 0.1 * q[..., 0])
+    scale = head_dim ** -0.5 * 4.0
+    assert float(jnp.max(reference(q, k, v, scale, jnp)[1])) < -90
+    check(kernel.attention_forward(q, k, v, scale), q, k, v, scale)
+  stacked = [jax.random.normal(jax.random.key(i), (4, 2, 40, 2, 16)) for i in range(3)]
+  check(jax.vmap(lambda q, k, v: kernel.attention_forward(q, k, v, 0.25))(*stacked), *stacked, 0.25)
+
+
+def test_cpu_attention_kernel_falls_back_without_a_compiler(monkeypatch, tmp_path, caplog):
+  """No compiler (or a failed build): 'auto' warns once, says why, and runs XLA's ops with the same results;
+  'kernel' asked for by name is an error that says what to do."""
+  from videomae_jax.models import attention, cpu_attention_kernel
+  monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+  monkeypatch.setenv("VIDEOMAE_JAX_KERNEL_CACHE", str(tmp_path / "cache"))
+  cpu_attention_kernel.available.cache_clear()
+  try:
+    q, k, v = (jax.random.normal(jax.random.key(i), (1, 40, 2, 16)) for i in range(3))
+    with caplog.at_level("WARNING"):
+      assert not attention.kernel_by_default()
+    assert "no C++ compiler found" in caplog.text and "no-such-compiler" in caplog.text
+    np.testing.assert_array_equal(attention.attention(q, k, v, "auto"), attention.attention(q, k, v, "blocked"))
+    with pytest.raises(cpu_attention_kernel.KernelUnavailable, match="install a C\\+\\+ compiler"):
+      attention.attention(q, k, v, "kernel")
+  finally:
+    cpu_attention_kernel.available.cache_clear()
+
+
 _SHARDED_ATTENTION_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from videomae_jax.models.attention import blocked_attention
+    from videomae_jax.models.attention import attention
     assert jax.device_count() == 8, jax.devices()
     data = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P("data"))
     q, k, v, cotangent = (jax.device_put(jax.random.normal(jax.random.key(i), (8, 200, 2, 16)), data)
                           for i in range(4))
     def forward_and_backward(q, k, v, cotangent):
-      out, vjp = jax.vjp(blocked_attention, q, k, v)
+      out, vjp = jax.vjp(lambda q, k, v: attention(q, k, v, "auto"), q, k, v)
       return (out, *vjp(cotangent))
     hlo = jax.jit(forward_and_backward, out_shardings=data).lower(q, k, v, cotangent).compile().as_text()
     print("COLLECTIVES", [op for op in ("all-reduce", "all-gather", "all-to-all", "collective-permute",
@@ -236,7 +312,8 @@ _SHARDED_ATTENTION_SCRIPT = textwrap.dedent("""
 
 def test_blocked_attention_keeps_a_sharded_batch_on_its_devices():
   """Its loops run over heads and query blocks, never over the batch: with clips sharded across devices, forward
-  and backward need no communication (a loop over clips gathered every clip onto every device)."""
+  and backward need no communication (a loop over clips gathered every clip onto every device). 'auto' leaves the
+  CPU kernel out on several devices: XLA would gather a custom call's operands."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-c", _SHARDED_ATTENTION_SCRIPT], capture_output=True, text=True,
                           env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300)

@@ -99,9 +99,9 @@ def _block_saved_bytes(n: int, d: int, m: int, h: int, c: int, flash: bool, poli
 
 
 # Attention that never keeps the [h, N, N] probabilities: cuDNN's fused kernel, and models.attention.blocked_attention
-# (each row's max and sum kept, a block's probabilities recomputed in the backward pass). 'auto' is counted as
-# XLA's textbook attention, which keeps them.
-FUSED_ATTENTION = ("cudnn", "blocked")
+# with or without the CPU kernel's forward pass (each row's max and sum kept, a block's probabilities recomputed in
+# the backward pass). 'auto' is counted as XLA's textbook attention, which keeps them.
+FUSED_ATTENTION = ("cudnn", "kernel", "blocked")
 
 
 def activation_bytes_per_clip(spec: ModelSpec, plan: masking.MaskingPlan) -> Dict[str, float]:

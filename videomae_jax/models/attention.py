@@ -1,9 +1,12 @@
 """Multi-head attention, softmax(q k^T / sqrt(d)) v on [B, N, h, d] arrays, with the kernel each backend runs best.
 
 `attention(..., 'auto')` is `blocked_attention` on the CPU and `jax.nn.dot_product_attention` elsewhere (cuDNN's
-fused kernel on GPUs where it applies, XLA's otherwise). `blocked_attention` is flash attention written in XLA
-ops: XLA:CPU has no fused attention kernel, and the textbook order streams the [h, N, N] scores through memory
-several times per layer, forward and backward.
+fused kernel on GPUs where it applies, XLA's otherwise). `blocked_attention` is flash attention: XLA:CPU has no
+fused attention kernel, and the textbook order streams the [h, N, N] scores through memory several times per
+layer, forward and backward. Its backward pass is written in XLA ops; its forward pass is too, or, on a single CPU
+device where it builds, a C++ kernel called through XLA's FFI (`cpu_attention_kernel`, csrc/), which runs the
+attention's small-contraction products at ~1.3x XLA:CPU's speed; both return the same output and softmax
+statistics (to float32 rounding), so the backward pass cannot tell which ran.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+from videomae_jax.models import cpu_attention_kernel
 
 # Query rows per block of `blocked_attention`: a block's [block, N] scores (one head) stay in the CPU's L2 cache.
 ATTENTION_QUERY_BLOCK = 128
@@ -108,19 +113,28 @@ def _per_head(function, block):
   return every_clip
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _flash(query, key, value, block):
-  return _flash_forward(query, key, value, block)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _flash(query, key, value, block, kernel):
+  return _flash_forward(query, key, value, block, kernel)[0]
 
 
-def _flash_forward(query, key, value, block):
+def _flash_forward(query, key, value, block, kernel):
+  """XLA's ops (per head, per block of `block` query rows), or with kernel=True the C++ kernels, which compute the
+  same from the model's [B, N, h, d] layout as it is."""
+  if kernel:
+    out, peak, inverse_total = cpu_attention_kernel.attention_forward(query, key, value, query.shape[-1] ** -0.5)
+    return out, (query, key, value, out, peak, inverse_total)
   scaled = query * jnp.asarray(query.shape[-1] ** -0.5, query.dtype)   # scale [N, d], not the [N, N] scores
   q, k, v = _heads_first(scaled), _heads_first(key), _heads_first(value)
   out, softmax_stats = jax.lax.map(lambda head: _per_head(_head_forward, block)(*head), (q, k, v))
   return _heads_back(out), (q, k, v, out, softmax_stats)
 
 
-def _flash_backward(block, saved, grad_out):
+def _flash_backward(block, kernel, saved, grad_out):
+  if kernel:
+    query, key, value, out, peak, inverse_total = saved
+    return cpu_attention_kernel.attention_backward(query, key, value, out, peak, inverse_total, grad_out,
+                                                   query.shape[-1] ** -0.5)
   q, k, v, out, softmax_stats = saved
   dq, dk, dv = jax.lax.map(lambda head: _per_head(_head_backward, block)(*head),
                            (q, k, v, out, softmax_stats, _heads_first(grad_out)))
@@ -131,8 +145,9 @@ def _flash_backward(block, saved, grad_out):
 _flash.defvjp(_flash_forward, _flash_backward)
 
 
-def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array) -> jax.Array:
-  """softmax(q k^T / sqrt(d)) v for [B, N, h, d] arrays, computed like flash attention, in XLA ops.
+def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array, kernel: bool = False) -> jax.Array:
+  """softmax(q k^T / sqrt(d)) v for [B, N, h, d] arrays, computed like flash attention, in XLA ops (with
+  kernel=True, the forward pass in the CPU kernel of `cpu_attention_kernel`, which must be available).
 
   The same math as the textbook order, rearranged for a CPU: q is scaled before q k^T ([N, d] values, not
   [N, N]); each head runs on its own, in blocks of ~128 query rows whose [block, N] scores stay in cache;
@@ -140,7 +155,8 @@ def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array) -> jax
   for the backward pass, which recomputes a block's probabilities with one matmul (see `_head_backward`). No
   [h, N, N] array exists at any time. On one CPU core at N = 1568 (ViT-S, 6 heads) forward + backward takes
   104 ms (the textbook order: 845 ms; PyTorch's fused CPU kernel: 86 ms). Scores, softmax and gradient
-  accumulation run in float32 whatever the inputs' dtype (on the CPU, the products too).
+  accumulation run in float32 whatever the inputs' dtype (on the CPU, the products too). The kernel's forward pass
+  at that size: 28 ms vs 37 ms in XLA ops (PyTorch's: 27 ms).
   """
   dtype = query.dtype
   if dtype != jnp.float32 and jax.default_backend() == "cpu":
@@ -148,17 +164,34 @@ def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array) -> jax
     query, key, value = (x.astype(jnp.float32) for x in (query, key, value))
   tokens = query.shape[1]
   block = _query_block(tokens)
-  padded = -(-tokens // block) * block
+  padded = tokens if kernel else -(-tokens // block) * block   # the kernels take any number of rows
   if padded != tokens:  # padded query rows attend like any other and are cut off; keys are never padded
     query = jnp.pad(query, ((0, 0), (0, padded - tokens), (0, 0), (0, 0)))
-  return _flash(query, key, value, block)[:, :tokens].astype(dtype)
+  return _flash(query, key, value, block, kernel)[:, :tokens].astype(dtype)
+
+
+def kernel_by_default() -> bool:
+  """Whether 'auto' runs the C++ kernel's forward pass: on a single CPU device, where it built. With several
+  devices (`--xla_force_host_platform_device_count`) XLA's ops run instead: XLA gathers a custom call's operands
+  onto every device, and `blocked_attention` keeps a sharded batch where it is."""
+  return jax.default_backend() == "cpu" and jax.device_count() == 1 and cpu_attention_kernel.available()
 
 
 def attention(query: jax.Array, key: jax.Array, value: jax.Array, implementation: str = "auto") -> jax.Array:
-  """[B, N, h, d] -> [B, N, h, d]. 'auto': `blocked_attention` on the CPU, jax.nn.dot_product_attention elsewhere
-  (cuDNN's fused kernel on GPUs where it applies, XLA's otherwise); 'blocked' | 'xla' | 'cudnn' force one."""
+  """[B, N, h, d] -> [B, N, h, d]. 'auto': on the CPU `blocked_attention` with the C++ kernel's forward pass where
+  `kernel_by_default()`, jax.nn.dot_product_attention elsewhere (cuDNN's fused kernel on GPUs where it applies,
+  XLA's otherwise); 'kernel' (CPU only) | 'blocked' | 'xla' | 'cudnn' force one."""
+  if implementation == "kernel":
+    if jax.default_backend() != "cpu":
+      raise ValueError(f"attention_impl='kernel' is the CPU's kernel; this run's backend is "
+                       f"{jax.default_backend()!r}: use 'auto'.")
+    if not cpu_attention_kernel.available():
+      raise cpu_attention_kernel.KernelUnavailable(
+          "attention_impl='kernel': the CPU attention kernel could not be built or loaded (the warning above says "
+          "why); install a C++ compiler (or set $CXX), or use attention_impl='auto', which falls back to XLA's ops.")
+    return blocked_attention(query, key, value, kernel=True)
   if implementation == "blocked" or (implementation == "auto" and jax.default_backend() == "cpu"):
-    return blocked_attention(query, key, value)
+    return blocked_attention(query, key, value, kernel=implementation == "auto" and kernel_by_default())
   if implementation == "cudnn":                                   # the fused kernel applies the scale for free
     return jax.nn.dot_product_attention(query, key, value, scale=query.shape[-1] ** -0.5, implementation="cudnn")
   # XLA's path (and 'auto', which falls back to it) scales the [h, N, N] logits in a pass of their own, forward

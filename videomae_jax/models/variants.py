@@ -40,7 +40,7 @@ VARIANTS: Mapping[str, Variant] = {
 
 DECODER_DEPTH = 4
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims", "nothing_saveable")
-ATTENTION_IMPLS = ("auto", "blocked", "xla", "cudnn")
+ATTENTION_IMPLS = ("auto", "kernel", "blocked", "xla", "cudnn")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 POOLED_NORMS = ("fc_norm", "norm", "none")
 
