@@ -260,18 +260,38 @@ def test_cpu_attention_kernel_outputs_and_softmax_statistics():
       assert g.shape == w.shape, name
       error, reference_error = np.abs(np.asarray(g, np.float64) - w).max(), np.abs(np.asarray(x, np.float64) - w).max()
       assert error <= max(3 * reference_error, 1e-6 * np.abs(w).max()), (name, error, reference_error)
+  def forward(q, k, v, scale):  # the queries are the last tokens of qkv [..., N, 3, h, d]
+    pad = [(0, 0)] * (q.ndim - 3) + [(k.shape[-3] - q.shape[-3], 0), (0, 0), (0, 0)]
+    return kernel.attention_forward(jnp.stack([jnp.pad(q, pad), k, v], axis=-3), q.shape[-3], scale)
   for batch, queries, keys, heads, head_dim in [(2, 37, 50, 2, 88), (1, 200, 200, 3, 64), (3, 5, 33, 1, 16),
                                                   (1, 300, 1568, 2, 64)]:
     q, k, v = (jax.random.normal(jax.random.key(i), (batch, n, heads, head_dim))
                for i, n in enumerate((queries, keys, keys)))
-    check(kernel.attention_forward(q, k, v, head_dim ** -0.5), q, k, v, head_dim ** -0.5)
+    check(forward(q, k, v, head_dim ** -0.5), q, k, v, head_dim ** -0.5)
     k = k.at[..., 0].add(-8.0)                        # score ~ scale * 60 * (N(0, 1) - 8) + N(0, scale^2 d)
     q = q.at[..., 0].set(60.0 + 0.1 * q[..., 0])
     scale = head_dim ** -0.5 * 4.0
     assert float(jnp.max(reference(q, k, v, scale, jnp)[1])) < -90
-    check(kernel.attention_forward(q, k, v, scale), q, k, v, scale)
+    check(forward(q, k, v, scale), q, k, v, scale)
   stacked = [jax.random.normal(jax.random.key(i), (4, 2, 40, 2, 16)) for i in range(3)]
-  check(jax.vmap(lambda q, k, v: kernel.attention_forward(q, k, v, 0.25))(*stacked), *stacked, 0.25)
+  check(jax.vmap(lambda q, k, v: forward(q, k, v, 0.25))(*stacked), *stacked, 0.25)
+
+
+def test_cpu_attention_kernel_reads_and_differentiates_qkv_with_fewer_queries():
+  """attention_from_qkv with query_rows < N (the pretraining decoder's trimmed last block): the kernels' output and
+  gradient with respect to the whole qkv equal XLA's path on the slices (q's gradient zero for the tokens that are
+  no queries), to float32 rounding."""
+  _kernel_or_skip()
+  from videomae_jax.models import attention
+  qkv = jax.random.normal(jax.random.key(0), (2, 70, 3, 2, 24))
+  cotangent = jax.random.normal(jax.random.key(1), (2, 30, 2, 24))
+  def run(impl):
+    out, vjp = jax.vjp(lambda x: attention.attention_from_qkv(x, 30, impl), qkv)
+    return out, vjp(cotangent)[0]
+  (out, grad), (want_out, want_grad) = run("kernel"), run("blocked")
+  np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(grad[:, :40, 0], 0)
 
 
 def test_cpu_attention_kernel_falls_back_without_a_compiler(monkeypatch, tmp_path, caplog):

@@ -11,6 +11,7 @@ statistics (to float32 rounding), so the backward pass cannot tell which ran.
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -113,28 +114,19 @@ def _per_head(function, block):
   return every_clip
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _flash(query, key, value, block, kernel):
-  return _flash_forward(query, key, value, block, kernel)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _flash(query, key, value, block):
+  return _flash_forward(query, key, value, block)[0]
 
 
-def _flash_forward(query, key, value, block, kernel):
-  """XLA's ops (per head, per block of `block` query rows), or with kernel=True the C++ kernels, which compute the
-  same from the model's [B, N, h, d] layout as it is."""
-  if kernel:
-    out, peak, inverse_total = cpu_attention_kernel.attention_forward(query, key, value, query.shape[-1] ** -0.5)
-    return out, (query, key, value, out, peak, inverse_total)
+def _flash_forward(query, key, value, block):
   scaled = query * jnp.asarray(query.shape[-1] ** -0.5, query.dtype)   # scale [N, d], not the [N, N] scores
   q, k, v = _heads_first(scaled), _heads_first(key), _heads_first(value)
   out, softmax_stats = jax.lax.map(lambda head: _per_head(_head_forward, block)(*head), (q, k, v))
   return _heads_back(out), (q, k, v, out, softmax_stats)
 
 
-def _flash_backward(block, kernel, saved, grad_out):
-  if kernel:
-    query, key, value, out, peak, inverse_total = saved
-    return cpu_attention_kernel.attention_backward(query, key, value, out, peak, inverse_total, grad_out,
-                                                   query.shape[-1] ** -0.5)
+def _flash_backward(block, saved, grad_out):
   q, k, v, out, softmax_stats = saved
   dq, dk, dv = jax.lax.map(lambda head: _per_head(_head_backward, block)(*head),
                            (q, k, v, out, softmax_stats, _heads_first(grad_out)))
@@ -145,9 +137,8 @@ def _flash_backward(block, kernel, saved, grad_out):
 _flash.defvjp(_flash_forward, _flash_backward)
 
 
-def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array, kernel: bool = False) -> jax.Array:
-  """softmax(q k^T / sqrt(d)) v for [B, N, h, d] arrays, computed like flash attention, in XLA ops (with
-  kernel=True, the forward pass in the CPU kernel of `cpu_attention_kernel`, which must be available).
+def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array) -> jax.Array:
+  """softmax(q k^T / sqrt(d)) v for [B, N, h, d] arrays, computed like flash attention, in XLA ops.
 
   The same math as the textbook order, rearranged for a CPU: q is scaled before q k^T ([N, d] values, not
   [N, N]); each head runs on its own, in blocks of ~128 query rows whose [block, N] scores stay in cache;
@@ -155,8 +146,7 @@ def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array, kernel
   for the backward pass, which recomputes a block's probabilities with one matmul (see `_head_backward`). No
   [h, N, N] array exists at any time. On one CPU core at N = 1568 (ViT-S, 6 heads) forward + backward takes
   104 ms (the textbook order: 845 ms; PyTorch's fused CPU kernel: 86 ms). Scores, softmax and gradient
-  accumulation run in float32 whatever the inputs' dtype (on the CPU, the products too). The kernel's forward pass
-  at that size: 28 ms vs 37 ms in XLA ops (PyTorch's: 27 ms).
+  accumulation run in float32 whatever the inputs' dtype (on the CPU, the products too).
   """
   dtype = query.dtype
   if dtype != jnp.float32 and jax.default_backend() == "cpu":
@@ -164,23 +154,49 @@ def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array, kernel
     query, key, value = (x.astype(jnp.float32) for x in (query, key, value))
   tokens = query.shape[1]
   block = _query_block(tokens)
-  padded = tokens if kernel else -(-tokens // block) * block   # the kernels take any number of rows
+  padded = -(-tokens // block) * block
   if padded != tokens:  # padded query rows attend like any other and are cut off; keys are never padded
     query = jnp.pad(query, ((0, 0), (0, padded - tokens), (0, 0), (0, 0)))
-  return _flash(query, key, value, block, kernel)[:, :tokens].astype(dtype)
+  return _flash(query, key, value, block)[:, :tokens].astype(dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _kernel_attention(qkv, query_rows):
+  return _kernel_forward(qkv, query_rows)[0]
+
+
+def _kernel_forward(qkv, query_rows):
+  out, peak, inverse_total = cpu_attention_kernel.attention_forward(qkv, query_rows, qkv.shape[-1] ** -0.5)
+  return out, (qkv, out, peak, inverse_total)
+
+
+def _kernel_backward(query_rows, saved, grad_out):
+  qkv, out, peak, inverse_total = saved
+  return (cpu_attention_kernel.attention_backward(qkv, out, peak, inverse_total, grad_out, query_rows,
+                                                  qkv.shape[-1] ** -0.5),)
+
+
+_kernel_attention.defvjp(_kernel_forward, _kernel_backward)
+
+
+def kernel_attention(qkv: jax.Array, query_rows: int) -> jax.Array:
+  """Flash attention in the C++ kernels of `cpu_attention_kernel` (CPU only; they must be available): the fused
+  projection qkv [B, N, 3, h, d] -> [B, query_rows, h, d], the queries of the last `query_rows` tokens attending to
+  all N. The same math as `blocked_attention`, forward and backward, read from qkv as it is (no slices copied out
+  of it) and written to its gradient in one array. On one CPU core at N = 1568 (ViT-S, 6 heads) the forward pass
+  takes 28 ms (XLA ops: 37 ms; PyTorch's: 27 ms); decoder-size (3 heads) forward + backward 58 ms (71; 54-65)."""
+  dtype = qkv.dtype
+  return _kernel_attention(qkv.astype(jnp.float32), query_rows).astype(dtype)
 
 
 def kernel_by_default() -> bool:
-  """Whether 'auto' runs the C++ kernel's forward pass: on a single CPU device, where it built. With several
-  devices (`--xla_force_host_platform_device_count`) XLA's ops run instead: XLA gathers a custom call's operands
-  onto every device, and `blocked_attention` keeps a sharded batch where it is."""
+  """Whether 'auto' runs the C++ kernels: on a single CPU device, where they built. With several devices
+  (`--xla_force_host_platform_device_count`) XLA's ops run instead: XLA gathers a custom call's operands onto every
+  device, and `blocked_attention` keeps a sharded batch where it is."""
   return jax.default_backend() == "cpu" and jax.device_count() == 1 and cpu_attention_kernel.available()
 
 
-def attention(query: jax.Array, key: jax.Array, value: jax.Array, implementation: str = "auto") -> jax.Array:
-  """[B, N, h, d] -> [B, N, h, d]. 'auto': on the CPU `blocked_attention` with the C++ kernel's forward pass where
-  `kernel_by_default()`, jax.nn.dot_product_attention elsewhere (cuDNN's fused kernel on GPUs where it applies,
-  XLA's otherwise); 'kernel' (CPU only) | 'blocked' | 'xla' | 'cudnn' force one."""
+def _runs_kernel(implementation: str) -> bool:
   if implementation == "kernel":
     if jax.default_backend() != "cpu":
       raise ValueError(f"attention_impl='kernel' is the CPU's kernel; this run's backend is "
@@ -189,9 +205,32 @@ def attention(query: jax.Array, key: jax.Array, value: jax.Array, implementation
       raise cpu_attention_kernel.KernelUnavailable(
           "attention_impl='kernel': the CPU attention kernel could not be built or loaded (the warning above says "
           "why); install a C++ compiler (or set $CXX), or use attention_impl='auto', which falls back to XLA's ops.")
-    return blocked_attention(query, key, value, kernel=True)
+    return True
+  return implementation == "auto" and kernel_by_default()
+
+
+def attention_from_qkv(qkv: jax.Array, query_rows: Optional[int] = None, implementation: str = "auto") -> jax.Array:
+  """The model's fused projection qkv [B, N, 3, h, d] -> [B, Nq, h, d]: the queries of the last Nq = query_rows
+  tokens (default all N) attending to every token. The C++ kernels read qkv as it is; the other implementations
+  get q, k and v sliced out of it (`attention`)."""
+  tokens = qkv.shape[1]
+  query_rows = tokens if query_rows is None else query_rows
+  if _runs_kernel(implementation):
+    return kernel_attention(qkv, query_rows)
+  return attention(qkv[:, tokens - query_rows:, 0], qkv[:, :, 1], qkv[:, :, 2], implementation)
+
+
+def attention(query: jax.Array, key: jax.Array, value: jax.Array, implementation: str = "auto") -> jax.Array:
+  """[B, Nq, h, d] queries, [B, N, h, d] keys and values -> [B, Nq, h, d]. 'auto': on the CPU the C++ kernels
+  where `kernel_by_default()`, else `blocked_attention`; jax.nn.dot_product_attention elsewhere (cuDNN's fused kernel
+  on GPUs where it applies, XLA's otherwise); 'kernel' (CPU only) | 'blocked' | 'xla' | 'cudnn' force one."""
+  if _runs_kernel(implementation):
+    # The kernels take one qkv array whose last Nq tokens are the queries: q goes in front-padded with zeros.
+    query_rows = query.shape[1]
+    query = jnp.pad(query, ((0, 0), (key.shape[1] - query_rows, 0), (0, 0), (0, 0)))
+    return kernel_attention(jnp.stack([query, key, value], axis=2), query_rows)
   if implementation == "blocked" or (implementation == "auto" and jax.default_backend() == "cpu"):
-    return blocked_attention(query, key, value, kernel=implementation == "auto" and kernel_by_default())
+    return blocked_attention(query, key, value)
   if implementation == "cudnn":                                   # the fused kernel applies the scale for free
     return jax.nn.dot_product_attention(query, key, value, scale=query.shape[-1] ** -0.5, implementation="cudnn")
   # XLA's path (and 'auto', which falls back to it) scales the [h, N, N] logits in a pass of their own, forward

@@ -105,21 +105,22 @@ def _check(*arrays):
     raise TypeError(f"the CPU attention kernel takes float32, got {[str(x.dtype) for x in arrays]}")
 
 
-def attention_forward(query: jax.Array, key: jax.Array, value: jax.Array, scale: float):
-  """softmax(q k^T * scale) v for float32 [..., Nq, h, d] queries and [..., Nk, h, d] keys and values, and each
-  query's score max and 1 / sum of exp(score - max), both [..., h, Nq]. Requires `available()`."""
-  _check(query, key, value)
-  *batch, tokens, heads, _ = query.shape
-  stats = jax.ShapeDtypeStruct((*batch, heads, tokens), jnp.float32)
-  call = jax.ffi.ffi_call("videomae_jax_attention_forward",
-                          (jax.ShapeDtypeStruct(query.shape, jnp.float32), stats, stats), vmap_method="broadcast_all")
-  return call(query, key, value, scale=np.float32(scale))
+def attention_forward(qkv: jax.Array, query_rows: int, scale: float):
+  """softmax(q k^T * scale) v from the fused projection qkv [..., N, 3, h, d] (float32) for the queries of its last
+  `query_rows` tokens: the output [..., query_rows, h, d] and each query's score max and 1 / sum of
+  exp(score - max), both [..., h, query_rows]. Requires `available()`."""
+  _check(qkv)
+  *batch, _, _, heads, _ = qkv.shape
+  stats = jax.ShapeDtypeStruct((*batch, heads, query_rows), jnp.float32)
+  out = jax.ShapeDtypeStruct((*batch, query_rows, *qkv.shape[-2:]), jnp.float32)
+  call = jax.ffi.ffi_call("videomae_jax_attention_forward", (out, stats, stats), vmap_method="broadcast_all")
+  return call(qkv, query_rows=np.int64(query_rows), scale=np.float32(scale))
 
 
-def attention_backward(query, key, value, out, peak, inverse_total, grad_out, scale: float):
-  """dq, dk, dv of `attention_forward`'s output from its saved output and statistics and the output's cotangent."""
-  _check(query, key, value, out, peak, inverse_total, grad_out)
-  call = jax.ffi.ffi_call("videomae_jax_attention_backward",
-                          tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in (query, key, value)),
+def attention_backward(qkv, out, peak, inverse_total, grad_out, query_rows: int, scale: float) -> jax.Array:
+  """The gradient with respect to qkv of `attention_forward`'s output, from its saved output and statistics and
+  the output's cotangent (zero for the q of tokens that were no queries)."""
+  _check(qkv, out, peak, inverse_total, grad_out)
+  call = jax.ffi.ffi_call("videomae_jax_attention_backward", jax.ShapeDtypeStruct(qkv.shape, jnp.float32),
                           vmap_method="broadcast_all")
-  return call(query, key, value, out, peak, inverse_total, grad_out, scale=np.float32(scale))
+  return call(qkv, out, peak, inverse_total, grad_out, query_rows=np.int64(query_rows), scale=np.float32(scale))

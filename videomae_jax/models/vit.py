@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from videomae_jax.models import posembed
-from videomae_jax.models.attention import attention
+from videomae_jax.models.attention import attention_from_qkv
 from videomae_jax.models.layers import LayerNorm, TokenDense, gelu
 from videomae_jax.models.variants import ModelSpec
 
@@ -142,10 +142,8 @@ class Attention(nn.Module):
     # constant, which softmax ignores, so it is never a parameter.
     bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(qkv.dtype)
     qkv = (qkv + bias).reshape(batch, tokens, 3, self.num_heads, head_dim)
-    query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    if query_rows is not None:
-      query = query[:, tokens - query_rows:]
-    out = attention(query, key, value, self.attention_impl).reshape(batch, query.shape[1], self.width)
+    out = attention_from_qkv(qkv, query_rows, self.attention_impl)
+    out = out.reshape(batch, out.shape[1], self.width)
     return TokenDense(self.width, dtype=self.dtype, kernel_init=self.kernel_init, name="proj")(out)
 
 

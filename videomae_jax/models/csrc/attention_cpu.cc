@@ -11,8 +11,9 @@
 // micro-kernel over operands packed once per (clip, head), the softmax a vectorized pass over a block's scores in
 // cache; no [h, N, N] array exists.
 //
-// Layout: q, out, dout [..., Nq, h, d], k, v [..., Nk, h, d], float32, the model's own [B, N, h, d] (no
-// transposes); statistics [..., h, Nq]. Work is split over (clip, head) (and, forward, blocks of query rows) on
+// Layout: the model's fused projection qkv [..., N, 3, h, d] as it is (no slices or transposes; the queries may be
+// its last Nq < N tokens), out and dout [..., Nq, h, d], float32; statistics [..., h, Nq]; the backward's dqkv like
+// qkv. Work is split over (clip, head) (and, forward, blocks of query rows) on
 // XLA's intra-op thread pool. Compiled on the machine that runs it (videomae_jax/models/cpu_attention_kernel.py)
 // for that machine's vector width: AVX-512, AVX2 or SSE/NEON, through GCC/Clang vector extensions.
 #include <algorithm>
@@ -247,32 +248,49 @@ struct CacheLineAllocator {
 };
 typedef std::vector<float, CacheLineAllocator<float>> Buffer;
 
-// Shapes, and where one (clip, head)'s rows are: element (clip, token, head, 0) of an [..., N, h, d] array.
+// The operands' shapes. q, k and v are read from the model's fused projection qkv [..., N, 3, h, d] as it is (no
+// slices copied out of it), the queries being its last Nq tokens (Nq < N: the pretraining decoder's last block).
 struct Shape {
-  int64_t clips, heads, nq, nk, d, dp, tiles, nkp;
-  int64_t at(int64_t clip, int64_t token, int64_t head, int64_t n) const { return ((clip * n + token) * heads + head) * d; }
+  int64_t clips, tokens, heads, d, nq, nk, dp, tiles, nkp;
 };
 
-ffi::Error read_shape(const ffi::Buffer<ffi::F32>& q, const ffi::Buffer<ffi::F32>& k, const ffi::Buffer<ffi::F32>& v,
-                      Shape* s) {
-  const auto q_dims = q.dimensions(), k_dims = k.dimensions(), v_dims = v.dimensions();
-  const size_t rank = q_dims.size();
-  if (rank < 3 || k_dims.size() != rank || v_dims.size() != rank)
-    return ffi::Error::InvalidArgument("videomae attention: q, k, v must be [..., N, h, d] arrays of one rank");
-  s->clips = 1;
-  for (size_t i = 0; i + 3 < rank; ++i) {
-    if (q_dims[i] != k_dims[i] || k_dims[i] != v_dims[i])
-      return ffi::Error::InvalidArgument("videomae attention: q, k, v have different batch dimensions");
-    s->clips *= q_dims[i];
+// Where one (clip, head)'s rows of an operand are: row(clip, token, head) is that token's d values.
+struct Rows {
+  const float* base;
+  int64_t clip_stride, token_stride, d;
+  const float* row(int64_t clip, int64_t token, int64_t head) const {
+    return base + clip * clip_stride + token * token_stride + head * d;
   }
-  s->nq = q_dims[rank - 3];
-  s->nk = k_dims[rank - 3];
-  s->heads = q_dims[rank - 2];
-  s->d = q_dims[rank - 1];
-  for (size_t i = rank - 3; i < rank; ++i)
-    if (v_dims[i] != k_dims[i] || (i > rank - 3 && k_dims[i] != q_dims[i]))
-      return ffi::Error::InvalidArgument("videomae attention: k and v must be [..., Nk, h, d] with q's h and d");
-  if (s->nk == 0) return ffi::Error::InvalidArgument("videomae attention: no keys");
+};
+
+// Part 0, 1 or 2 (q, k, v) of qkv [..., N, 3, h, d], from token `first` on.
+Rows qkv_rows(const Shape& s, const float* qkv, int part, int64_t first) {
+  const int64_t token_stride = 3 * s.heads * s.d;
+  return Rows{qkv + part * s.heads * s.d + first * token_stride, s.tokens * token_stride, token_stride, s.d};
+}
+Rows queries(const Shape& s, const float* qkv) { return qkv_rows(s, qkv, 0, s.tokens - s.nq); }  // the last nq
+Rows keys(const Shape& s, const float* qkv) { return qkv_rows(s, qkv, 1, 0); }
+Rows values(const Shape& s, const float* qkv) { return qkv_rows(s, qkv, 2, 0); }
+
+// out, dout [..., Nq, h, d].
+Rows out_rows(const Shape& s, const float* out) {
+  return Rows{out, s.nq * s.heads * s.d, s.heads * s.d, s.d};
+}
+
+ffi::Error read_shape(const ffi::Buffer<ffi::F32>& qkv, int64_t query_rows, Shape* s) {
+  const auto dims = qkv.dimensions();
+  const size_t rank = dims.size();
+  if (rank < 4 || dims[rank - 3] != 3)
+    return ffi::Error::InvalidArgument("videomae attention: qkv must be [..., N, 3, h, d]");
+  s->clips = 1;
+  for (size_t i = 0; i + 4 < rank; ++i) s->clips *= dims[i];
+  s->tokens = dims[rank - 4];
+  s->heads = dims[rank - 2];
+  s->d = dims[rank - 1];
+  s->nk = s->tokens;
+  s->nq = query_rows;
+  if (s->nk == 0 || query_rows < 0 || query_rows > s->nk)
+    return ffi::Error::InvalidArgument("videomae attention: need 0 <= query_rows <= N and N > 0");
   s->dp = (s->d + W - 1) / W * W;
   s->tiles = (s->nk + kKeyTile - 1) / kKeyTile;
   s->nkp = s->tiles * kKeyTile;
@@ -280,21 +298,21 @@ ffi::Error read_shape(const ffi::Buffer<ffi::F32>& q, const ffi::Buffer<ffi::F32
 }
 
 // One (clip, head)'s keys (or values) as tiles [tiles][dp][kKeyTile], zero padded (the operand of rows_by_keys).
-void pack_key_tiles(const Shape& s, const float* x, int64_t clip, int64_t head, float* out) {
+void pack_key_tiles(const Shape& s, const Rows& x, int64_t clip, int64_t head, float* out) {
   std::fill(out, out + s.nkp * s.dp, 0.0f);
   for (int64_t j = 0; j < s.nk; ++j) {
-    const float* row = x + s.at(clip, j, head, s.nk);
+    const float* row = x.row(clip, j, head);
     float* tile = out + (j / kKeyTile) * s.dp * kKeyTile + j % kKeyTile;
     for (int64_t c = 0; c < s.d; ++c) tile[c * kKeyTile] = row[c];
   }
 }
 
-// One (clip, head)'s n rows as [n_padded][dp], zero padded, times `scale`.
-void pack_rows(const Shape& s, const float* x, int64_t clip, int64_t head, int64_t first, int64_t n, int64_t tokens,
-               int64_t n_padded, float scale, float* out) {
+// Rows first .. first + n of one (clip, head) as [n_padded][dp], zero padded, times `scale`.
+void pack_rows(const Shape& s, const Rows& x, int64_t clip, int64_t head, int64_t first, int64_t n, int64_t n_padded,
+               float scale, float* out) {
   std::fill(out, out + n_padded * s.dp, 0.0f);
   for (int64_t i = 0; i < n; ++i) {
-    const float* row = x + s.at(clip, first + i, head, tokens);
+    const float* row = x.row(clip, first + i, head);
     for (int64_t c = 0; c < s.d; ++c) out[i * s.dp + c] = row[c] * scale;
   }
 }
@@ -338,7 +356,7 @@ struct ForwardWorkspace {
 };
 
 // One block of query rows of one (clip, head): scores, softmax statistics, output.
-void forward_block(const Shape& s, float scale, const float* q, const float* k_tiles, const float* v_rows,
+void forward_block(const Shape& s, float scale, const Rows& q, const float* k_tiles, const float* v_rows,
                    int64_t clip, int64_t head, int64_t first, float* out, float* peak, float* inverse_total,
                    ForwardWorkspace& ws) {
   const int64_t rows = std::min<int64_t>(kQueryBlock, s.nq - first);
@@ -348,7 +366,7 @@ void forward_block(const Shape& s, float scale, const float* q, const float* k_t
   ws.scores.resize(rows * s.nkp);
   ws.out.resize(rows * s.dp);
   ws.row_max.resize(kRowsByKeys);
-  pack_rows(s, q, clip, head, first, rows, s.nq, rows, scale, ws.q.data());  // q * scale, as the XLA path rounds it
+  pack_rows(s, q, clip, head, first, rows, rows, scale, ws.q.data());  // q * scale, as the XLA path rounds it
   for (int64_t r0 = 0; r0 < rows; r0 += kRowsByKeys) {
     const int64_t n = std::min<int64_t>(kRowsByKeys, rows - r0);
     float* scores = ws.scores.data() + r0 * s.nkp;
@@ -391,32 +409,34 @@ void forward_block(const Shape& s, float scale, const float* q, const float* k_t
     }
   }
   rows_by_width_all(ws.scores.data(), rows, s.nkp, v_rows, dp, static_cast<int>(s.nkp), ws.out.data());
+  const Rows out_view = out_rows(s, out);
   for (int64_t r = 0; r < rows; ++r) {  // divided by the sum, as the XLA path divides (not times its inverse)
     const float sum = 1.0f / inverse_total[first + r];
-    float* out_row = out + s.at(clip, first + r, head, s.nq);
+    float* out_row = const_cast<float*>(out_view.row(clip, first + r, head));
     for (int64_t c = 0; c < s.d; ++c) out_row[c] = ws.out[r * s.dp + c] / sum;
   }
 }
 
-ffi::Error AttentionForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
-                            ffi::Buffer<ffi::F32> v, float scale, ffi::ResultBuffer<ffi::F32> out,
-                            ffi::ResultBuffer<ffi::F32> peak, ffi::ResultBuffer<ffi::F32> inverse_total) {
+ffi::Error AttentionForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, int64_t query_rows, float scale,
+                            ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> peak,
+                            ffi::ResultBuffer<ffi::F32> inverse_total) {
   Shape s;
-  if (ffi::Error error = read_shape(q, k, v, &s); error.failure()) return error;
+  if (ffi::Error error = read_shape(qkv, query_rows, &s); error.failure()) return error;
   if (s.clips * s.heads * s.nq == 0) return ffi::Error::Success();
+  const Rows q = queries(s, qkv.typed_data()), k = keys(s, qkv.typed_data()), v = values(s, qkv.typed_data());
   const int64_t heads = s.clips * s.heads, blocks = (s.nq + kQueryBlock - 1) / kQueryBlock, size = s.nkp * s.dp;
   Buffer k_tiles(heads * size), v_rows(heads * size);
   parallel_for(pool, heads, [&](int64_t item) {
     const int64_t clip = item / s.heads, head = item % s.heads;
-    pack_key_tiles(s, k.typed_data(), clip, head, k_tiles.data() + item * size);
-    pack_rows(s, v.typed_data(), clip, head, 0, s.nk, s.nk, s.nkp, 1.0f, v_rows.data() + item * size);
+    pack_key_tiles(s, k, clip, head, k_tiles.data() + item * size);
+    pack_rows(s, v, clip, head, 0, s.nk, s.nkp, 1.0f, v_rows.data() + item * size);
   });
   parallel_for(pool, heads * blocks, [&](int64_t item) {
     thread_local ForwardWorkspace workspace;
     const int64_t clip_head = item / blocks, clip = clip_head / s.heads, head = clip_head % s.heads;
-    forward_block(s, scale, q.typed_data(), k_tiles.data() + clip_head * size, v_rows.data() + clip_head * size,
-                  clip, head, (item % blocks) * kQueryBlock, out->typed_data(),
-                  peak->typed_data() + clip_head * s.nq, inverse_total->typed_data() + clip_head * s.nq, workspace);
+    forward_block(s, scale, q, k_tiles.data() + clip_head * size, v_rows.data() + clip_head * size, clip, head,
+                  (item % blocks) * kQueryBlock, out->typed_data(), peak->typed_data() + clip_head * s.nq,
+                  inverse_total->typed_data() + clip_head * s.nq, workspace);
   });
   return ffi::Error::Success();
 }
@@ -430,12 +450,15 @@ struct BackwardWorkspace {
 };
 
 // One (clip, head): per block of query rows, p = exp(q k^T - max) / sum; dv += p^T dout; dp = dout v^T;
-// ds = p * (dp - rowsum(dout * out)); dq = ds k * scale; dk += ds^T (q * scale).
-void backward_head(const Shape& s, float scale, const float* q, const float* k, const float* v, const float* out,
-                   const float* peak, const float* inverse_total, const float* dout, int64_t clip, int64_t head,
-                   float* dq, float* dk, float* dv, BackwardWorkspace& ws) {
+// ds = p * (dp - rowsum(dout * out)); dq = ds k * scale; dk += ds^T (q * scale). Writes its dq, dk, dv into
+// dqkv [..., N, 3, h, d]; the dq of tokens that are no queries (the first N - Nq) is zero.
+void backward_head(const Shape& s, float scale, const float* qkv, const float* out, const float* peak,
+                   const float* inverse_total, const float* dout, int64_t clip, int64_t head, float* dqkv,
+                   BackwardWorkspace& ws) {
   const int dp = static_cast<int>(s.dp);
   const int64_t size = s.nkp * s.dp;
+  const Rows q = queries(s, qkv), k = keys(s, qkv), v = values(s, qkv);
+  const Rows o = out_rows(s, out), dout_view = out_rows(s, dout);
   for (Buffer* b : {&ws.k_tiles, &ws.v_tiles, &ws.k_rows}) b->resize(size);
   for (Buffer* b : {&ws.q, &ws.dout}) b->resize(s.nq * s.dp);
   ws.probs.resize(kQueryBlock * s.nkp);
@@ -446,15 +469,16 @@ void backward_head(const Shape& s, float scale, const float* q, const float* k, 
   ws.delta.resize(s.nq);
   pack_key_tiles(s, k, clip, head, ws.k_tiles.data());
   pack_key_tiles(s, v, clip, head, ws.v_tiles.data());
-  pack_rows(s, k, clip, head, 0, s.nk, s.nk, s.nkp, 1.0f, ws.k_rows.data());
-  pack_rows(s, q, clip, head, 0, s.nq, s.nq, s.nq, scale, ws.q.data());
-  pack_rows(s, dout, clip, head, 0, s.nq, s.nq, s.nq, 1.0f, ws.dout.data());
+  pack_rows(s, k, clip, head, 0, s.nk, s.nkp, 1.0f, ws.k_rows.data());
+  pack_rows(s, q, clip, head, 0, s.nq, s.nq, scale, ws.q.data());
+  pack_rows(s, dout_view, clip, head, 0, s.nq, s.nq, 1.0f, ws.dout.data());
   for (int64_t i = 0; i < s.nq; ++i) {
-    const float* o = out + s.at(clip, i, head, s.nq);
+    const float* o_row = o.row(clip, i, head);
     float sum = 0.0f;
-    for (int64_t c = 0; c < s.d; ++c) sum += ws.dout[i * s.dp + c] * o[c];
+    for (int64_t c = 0; c < s.d; ++c) sum += ws.dout[i * s.dp + c] * o_row[c];
     ws.delta[i] = sum;
   }
+  const Rows dq = queries(s, dqkv), dk = keys(s, dqkv), dv = values(s, dqkv);
   for (int64_t first = 0; first < s.nq; first += kQueryBlock) {
     const int64_t rows = std::min<int64_t>(kQueryBlock, s.nq - first);
     const float* q_block = ws.q.data() + first * dp;
@@ -483,34 +507,33 @@ void backward_head(const Shape& s, float scale, const float* q, const float* k, 
     keys_by_width(ws.dprobs.data(), rows, s.nkp, q_block, dp, ws.dk.data());
     rows_by_width_all(ws.dprobs.data(), rows, s.nkp, ws.k_rows.data(), dp, static_cast<int>(s.nkp), ws.dq.data());
     for (int64_t r = 0; r < rows; ++r) {
-      float* row = dq + s.at(clip, first + r, head, s.nq);
+      float* row = const_cast<float*>(dq.row(clip, first + r, head));
       for (int64_t c = 0; c < s.d; ++c) row[c] = ws.dq[r * s.dp + c] * scale;
     }
   }
+  const Rows no_query = qkv_rows(s, dqkv, 0, 0);  // tokens before the queries: their q gets no gradient
+  for (int64_t j = 0; j < s.tokens - s.nq; ++j) std::fill_n(const_cast<float*>(no_query.row(clip, j, head)), s.d, 0.0f);
   for (int64_t j = 0; j < s.nk; ++j) {
-    std::memcpy(dk + s.at(clip, j, head, s.nk), ws.dk.data() + j * s.dp, s.d * sizeof(float));
-    std::memcpy(dv + s.at(clip, j, head, s.nk), ws.dv.data() + j * s.dp, s.d * sizeof(float));
+    std::memcpy(const_cast<float*>(dk.row(clip, j, head)), ws.dk.data() + j * s.dp, s.d * sizeof(float));
+    std::memcpy(const_cast<float*>(dv.row(clip, j, head)), ws.dv.data() + j * s.dp, s.d * sizeof(float));
   }
 }
 
-ffi::Error AttentionBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
-                             ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> peak,
-                             ffi::Buffer<ffi::F32> inverse_total, ffi::Buffer<ffi::F32> dout, float scale,
-                             ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
-                             ffi::ResultBuffer<ffi::F32> dv) {
+ffi::Error AttentionBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<ffi::F32> out,
+                             ffi::Buffer<ffi::F32> peak, ffi::Buffer<ffi::F32> inverse_total,
+                             ffi::Buffer<ffi::F32> dout, int64_t query_rows, float scale,
+                             ffi::ResultBuffer<ffi::F32> dqkv) {
   Shape s;
-  if (ffi::Error error = read_shape(q, k, v, &s); error.failure()) return error;
+  if (ffi::Error error = read_shape(qkv, query_rows, &s); error.failure()) return error;
   if (s.clips * s.heads * s.nq == 0) {
-    std::fill(dk->typed_data(), dk->typed_data() + dk->element_count(), 0.0f);
-    std::fill(dv->typed_data(), dv->typed_data() + dv->element_count(), 0.0f);
+    std::fill(dqkv->typed_data(), dqkv->typed_data() + dqkv->element_count(), 0.0f);
     return ffi::Error::Success();
   }
   parallel_for(pool, s.clips * s.heads, [&](int64_t item) {
     thread_local BackwardWorkspace workspace;
-    const int64_t clip = item / s.heads, head = item % s.heads;
-    backward_head(s, scale, q.typed_data(), k.typed_data(), v.typed_data(), out.typed_data(),
-                  peak.typed_data() + item * s.nq, inverse_total.typed_data() + item * s.nq, dout.typed_data(), clip,
-                  head, dq->typed_data(), dk->typed_data(), dv->typed_data(), workspace);
+    backward_head(s, scale, qkv.typed_data(), out.typed_data(), peak.typed_data() + item * s.nq,
+                  inverse_total.typed_data() + item * s.nq, dout.typed_data(), item / s.heads, item % s.heads,
+                  dqkv->typed_data(), workspace);
   });
   return ffi::Error::Success();
 }
@@ -520,9 +543,8 @@ ffi::Error AttentionBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi:
 XLA_FFI_DEFINE_HANDLER_SYMBOL(VideomaeAttentionForward, AttentionForward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // q
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // k
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // v
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // qkv
+                                  .Attr<int64_t>("query_rows")
                                   .Attr<float>("scale")
                                   .Ret<ffi::Buffer<ffi::F32>>()   // out
                                   .Ret<ffi::Buffer<ffi::F32>>()   // peak
@@ -531,14 +553,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VideomaeAttentionForward, AttentionForward,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(VideomaeAttentionBackward, AttentionBackward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // q
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // k
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // v
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // qkv
                                   .Arg<ffi::Buffer<ffi::F32>>()  // out
                                   .Arg<ffi::Buffer<ffi::F32>>()  // peak
                                   .Arg<ffi::Buffer<ffi::F32>>()  // inverse_total
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dout
+                                  .Attr<int64_t>("query_rows")
                                   .Attr<float>("scale")
-                                  .Ret<ffi::Buffer<ffi::F32>>()   // dq
-                                  .Ret<ffi::Buffer<ffi::F32>>()   // dk
-                                  .Ret<ffi::Buffer<ffi::F32>>());  // dv
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // dqkv
