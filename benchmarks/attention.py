@@ -4,7 +4,8 @@ process (medians), float32.
 
   taskset -c 0 python -m benchmarks.attention --shapes=1x1568x6x64,1x1568x3x64 --rounds=15
 
-Shapes are batch x tokens x heads x head_dim: 1568 tokens x 6 heads is ViT-S's encoder on a whole 16x224 clip, x 3
+Ours read the fused projection qkv as the model does (`attention_from_qkv`). Shapes are batch x tokens x heads x
+head_dim: 1568 tokens x 6 heads is ViT-S's encoder on a whole 16x224 clip, x 3
 heads its pretraining decoder. Also prints each implementation's largest error against float64 (relative to the
 largest output or gradient).
 """
@@ -24,27 +25,40 @@ _ROUNDS = flags.DEFINE_integer("rounds", 15, "Alternating rounds (the median is 
 
 
 def _ours(impl):
-  forward = jax.jit(lambda q, k, v: attention.attention(q, k, v, impl))
-  both = jax.jit(lambda q, k, v, g: jax.vjp(lambda *x: attention.attention(*x, impl), q, k, v)[1](g))
-  return forward, both
+  """bind(q, k, v, g) -> (forward, forward + backward) as calls without arguments, and their outputs as NumPy.
+  As in the model, attention reads the fused projection qkv [B, N, 3, h, d] (`attention_from_qkv`)."""
+  forward = jax.jit(lambda qkv: attention.attention_from_qkv(qkv, None, impl))
+  both = jax.jit(lambda qkv, g: jax.vjp(lambda x: attention.attention_from_qkv(x, None, impl), qkv)[1](g)[0])
+
+  def bind(q, k, v, g):
+    qkv = jnp.stack([q, k, v], axis=2)
+    calls = (lambda: jax.block_until_ready(forward(qkv)), lambda: jax.block_until_ready(both(qkv, g)))
+    grads = lambda: np.moveaxis(np.asarray(both(qkv, g)), 2, 0)
+    return calls, lambda: [np.asarray(forward(qkv)), *grads()]
+
+  return bind
 
 
 def _torch():
   import torch
   torch.set_num_threads(1)
   sdpa = torch.nn.functional.scaled_dot_product_attention
-  as_torch = lambda x: torch.tensor(np.asarray(x)).transpose(1, 2).contiguous().requires_grad_()
 
-  def forward(q, k, v):
-    with torch.no_grad():
-      return sdpa(*(as_torch(x) for x in (q, k, v))).transpose(1, 2).numpy()
+  def bind(q, k, v, g):   # [B, h, N, d] tensors made once, outside the timed calls
+    q, k, v, g = (torch.tensor(np.asarray(x)).transpose(1, 2).contiguous() for x in (q, k, v, g))
+    inputs = [x.requires_grad_() for x in (q, k, v)]
 
-  def both(q, k, v, g):
-    inputs = [as_torch(x) for x in (q, k, v)]
-    out = sdpa(*inputs)
-    return [x.transpose(1, 2).numpy() for x in torch.autograd.grad(out, inputs, as_torch(g))]
+    def forward():
+      with torch.no_grad():
+        return sdpa(*inputs)
 
-  return forward, both
+    def both():
+      return torch.autograd.grad(sdpa(*inputs), inputs, g)
+
+    as_numpy = lambda x: x.detach().transpose(1, 2).numpy()
+    return (forward, both), lambda: [as_numpy(forward()), *(as_numpy(x) for x in both())]
+
+  return bind
 
 
 def main(argv):
@@ -61,20 +75,19 @@ def main(argv):
     shape = tuple(int(x) for x in text.split("x"))
     q, k, v, g = (jax.random.normal(jax.random.key(i), shape) for i in range(4))
     with jax.enable_x64():
-      exact_fn = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="xla")
       x64 = [a.astype(jnp.float64) for a in (q, k, v)]
-      out, vjp = jax.vjp(exact_fn, *x64)
+      out, vjp = jax.vjp(lambda *x: jax.nn.dot_product_attention(*x, implementation="xla"), *x64)
       exact = [np.asarray(a) for a in (out, *vjp(g.astype(jnp.float64)))]
-    times = {name: ([], []) for name in implementations}
+    bound = {name: bind(q, k, v, g) for name, bind in implementations.items()}
     errors = {}
-    for name, (forward, both) in implementations.items():   # warm up, and the errors
-      got = [np.asarray(forward(q, k, v)), *(np.asarray(x) for x in both(q, k, v, g))]
-      errors[name] = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(got, exact))
+    for name, (_, outputs) in bound.items():   # warms up, and the errors (outputs and the three gradients)
+      errors[name] = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(outputs(), exact))
+    times = {name: ([], []) for name in bound}
     for _ in range(_ROUNDS.value):
-      for name, (forward, both) in implementations.items():
-        for timing, run in zip(times[name], (lambda: forward(q, k, v), lambda: both(q, k, v, g))):
+      for name, (calls, _) in bound.items():
+        for timing, call in zip(times[name], calls):
           start = time.perf_counter()
-          jax.block_until_ready(run())
+          call()
           timing.append(time.perf_counter() - start)
     for name, (forward_times, both_times) in times.items():
       print(f"| {text} | {name} | {1e3 * np.median(forward_times):.1f} | {1e3 * np.median(both_times):.1f} | "
