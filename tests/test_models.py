@@ -260,9 +260,11 @@ def test_cpu_attention_kernel_outputs_and_softmax_statistics():
       assert g.shape == w.shape, name
       error, reference_error = np.abs(np.asarray(g, np.float64) - w).max(), np.abs(np.asarray(x, np.float64) - w).max()
       assert error <= max(3 * reference_error, 1e-6 * np.abs(w).max()), (name, error, reference_error)
-  def forward(q, k, v, scale):  # the queries are the last tokens of qkv [..., N, 3, h, d]
+  def forward(q, k, v, scale):  # the queries are the last tokens of qkv [..., N, 3, h, d]; the kernel adds the bias
     pad = [(0, 0)] * (q.ndim - 3) + [(k.shape[-3] - q.shape[-3], 0), (0, 0), (0, 0)]
-    return kernel.attention_forward(jnp.stack([jnp.pad(q, pad), k, v], axis=-3), q.shape[-3], scale)
+    qkv = jnp.stack([jnp.pad(q, pad), k, v], axis=-3)
+    bias = jnp.zeros(qkv.shape[-3:]).at[::2].set(1.0)      # exact: q and v were shifted by 1 and are shifted back
+    return kernel.attention_forward(qkv - bias, bias, q.shape[-3], scale)
   for batch, queries, keys, heads, head_dim in [(2, 37, 50, 2, 88), (1, 200, 200, 3, 64), (3, 5, 33, 1, 16),
                                                   (1, 300, 1568, 2, 64)]:
     q, k, v = (jax.random.normal(jax.random.key(i), (batch, n, heads, head_dim))
@@ -278,20 +280,24 @@ def test_cpu_attention_kernel_outputs_and_softmax_statistics():
 
 
 def test_cpu_attention_kernel_reads_and_differentiates_qkv_with_fewer_queries():
-  """attention_from_qkv with query_rows < N (the pretraining decoder's trimmed last block): the kernels' output and
-  gradient with respect to the whole qkv equal XLA's path on the slices (q's gradient zero for the tokens that are
-  no queries), to float32 rounding."""
+  """attention_from_qkv with query_rows < N (the pretraining decoder's trimmed last block) and a bias: the kernels'
+  output and gradients with respect to the whole qkv and the bias equal XLA's path on the slices (q's gradient zero
+  for the tokens that are no queries), to float32 rounding."""
   _kernel_or_skip()
   from videomae_jax.models import attention
   qkv = jax.random.normal(jax.random.key(0), (2, 70, 3, 2, 24))
+  bias = jax.random.normal(jax.random.key(2), (3, 2, 24))
   cotangent = jax.random.normal(jax.random.key(1), (2, 30, 2, 24))
   def run(impl):
-    out, vjp = jax.vjp(lambda x: attention.attention_from_qkv(x, 30, impl), qkv)
-    return out, vjp(cotangent)[0]
-  (out, grad), (want_out, want_grad) = run("kernel"), run("blocked")
-  np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-5)
-  np.testing.assert_array_equal(grad[:, :40, 0], 0)
+    out, vjp = jax.vjp(lambda x, b: attention.attention_from_qkv(x, 30, impl, b), qkv, bias)
+    return (out, *vjp(cotangent))
+  got, want = run("kernel"), run("blocked")
+  for name, g, w in zip(("out", "d qkv", "d bias"), got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=name)
+  np.testing.assert_array_equal(got[1][:, :40, 0], 0)
+  biases = jnp.stack([bias, -bias])                  # vmapped over biases: each [3, h, d] serves its own clips
+  mapped = lambda impl: jax.vmap(lambda b: attention.attention_from_qkv(qkv, 30, impl, b))(biases)
+  np.testing.assert_allclose(mapped("kernel"), mapped("blocked"), rtol=1e-5, atol=1e-5)
 
 
 def test_cpu_attention_kernel_falls_back_without_a_compiler(monkeypatch, tmp_path, caplog):

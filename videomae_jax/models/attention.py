@@ -160,33 +160,36 @@ def blocked_attention(query: jax.Array, key: jax.Array, value: jax.Array) -> jax
   return _flash(query, key, value, block)[:, :tokens].astype(dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _kernel_attention(qkv, query_rows):
-  return _kernel_forward(qkv, query_rows)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _kernel_attention(qkv, bias, query_rows):
+  return _kernel_forward(qkv, bias, query_rows)[0]
 
 
-def _kernel_forward(qkv, query_rows):
-  out, peak, inverse_total = cpu_attention_kernel.attention_forward(qkv, query_rows, qkv.shape[-1] ** -0.5)
-  return out, (qkv, out, peak, inverse_total)
+def _kernel_forward(qkv, bias, query_rows):
+  out, peak, inverse_total = cpu_attention_kernel.attention_forward(qkv, bias, query_rows, qkv.shape[-1] ** -0.5)
+  return out, (qkv, bias, out, peak, inverse_total)
 
 
 def _kernel_backward(query_rows, saved, grad_out):
-  qkv, out, peak, inverse_total = saved
-  return (cpu_attention_kernel.attention_backward(qkv, out, peak, inverse_total, grad_out, query_rows,
-                                                  qkv.shape[-1] ** -0.5),)
+  qkv, bias, out, peak, inverse_total = saved
+  grad_qkv = cpu_attention_kernel.attention_backward(qkv, bias, out, peak, inverse_total, grad_out, query_rows,
+                                                     qkv.shape[-1] ** -0.5)
+  return grad_qkv, grad_qkv.sum(axis=tuple(range(grad_qkv.ndim - 3)))
 
 
 _kernel_attention.defvjp(_kernel_forward, _kernel_backward)
 
 
-def kernel_attention(qkv: jax.Array, query_rows: int) -> jax.Array:
+def kernel_attention(qkv: jax.Array, query_rows: int, bias: Optional[jax.Array] = None) -> jax.Array:
   """Flash attention in the C++ kernels of `cpu_attention_kernel` (CPU only; they must be available): the fused
-  projection qkv [B, N, 3, h, d] -> [B, query_rows, h, d], the queries of the last `query_rows` tokens attending to
-  all N. The same math as `blocked_attention`, forward and backward, read from qkv as it is (no slices copied out
-  of it) and written to its gradient in one array. On one CPU core at N = 1568 (ViT-S, 6 heads) the forward pass
-  takes 28 ms (XLA ops: 37 ms; PyTorch's: 27 ms); decoder-size (3 heads) forward + backward 58 ms (71; 54-65)."""
+  projection qkv [B, N, 3, h, d] plus bias [3, h, d] (default 0) -> [B, query_rows, h, d], the queries of the last
+  `query_rows` tokens attending to all N. The same math as `blocked_attention`, forward and backward; the kernels
+  read qkv as it is and add the bias as they pack it (no slices or bias pass), and write qkv's gradient as one
+  array. One CPU core, N = 1568 (ViT-S), same process (`benchmarks/attention.py`): 6 heads forward 28 ms (XLA ops
+  37, PyTorch 27); 3 heads forward + backward 58 ms (XLA ops 71, PyTorch 54-65)."""
   dtype = qkv.dtype
-  return _kernel_attention(qkv.astype(jnp.float32), query_rows).astype(dtype)
+  bias = jnp.zeros(qkv.shape[-3:], jnp.float32) if bias is None else bias.astype(jnp.float32)
+  return _kernel_attention(qkv.astype(jnp.float32), bias, query_rows).astype(dtype)
 
 
 def kernel_by_default() -> bool:
@@ -209,14 +212,17 @@ def _runs_kernel(implementation: str) -> bool:
   return implementation == "auto" and kernel_by_default()
 
 
-def attention_from_qkv(qkv: jax.Array, query_rows: Optional[int] = None, implementation: str = "auto") -> jax.Array:
-  """The model's fused projection qkv [B, N, 3, h, d] -> [B, Nq, h, d]: the queries of the last Nq = query_rows
-  tokens (default all N) attending to every token. The C++ kernels read qkv as it is; the other implementations
-  get q, k and v sliced out of it (`attention`)."""
+def attention_from_qkv(qkv: jax.Array, query_rows: Optional[int] = None, implementation: str = "auto",
+                       bias: Optional[jax.Array] = None) -> jax.Array:
+  """The model's fused projection qkv [B, N, 3, h, d] plus bias [3, h, d] (default none) -> [B, Nq, h, d]: the
+  queries of the last Nq = query_rows tokens (default all N) attending to every token. The C++ kernels read qkv as
+  it is and add the bias themselves; the other implementations add it and get q, k and v sliced out (`attention`)."""
   tokens = qkv.shape[1]
   query_rows = tokens if query_rows is None else query_rows
   if _runs_kernel(implementation):
-    return kernel_attention(qkv, query_rows)
+    return kernel_attention(qkv, query_rows, bias)
+  if bias is not None:
+    qkv = qkv + bias.astype(qkv.dtype)
   return attention(qkv[:, tokens - query_rows:, 0], qkv[:, :, 1], qkv[:, :, 2], implementation)
 
 

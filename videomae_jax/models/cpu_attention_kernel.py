@@ -105,22 +105,24 @@ def _check(*arrays):
     raise TypeError(f"the CPU attention kernel takes float32, got {[str(x.dtype) for x in arrays]}")
 
 
-def attention_forward(qkv: jax.Array, query_rows: int, scale: float):
-  """softmax(q k^T * scale) v from the fused projection qkv [..., N, 3, h, d] (float32) for the queries of its last
-  `query_rows` tokens: the output [..., query_rows, h, d] and each query's score max and 1 / sum of
-  exp(score - max), both [..., h, query_rows]. Requires `available()`."""
-  _check(qkv)
+def attention_forward(qkv: jax.Array, bias: jax.Array, query_rows: int, scale: float):
+  """softmax(q k^T * scale) v from the fused projection qkv [..., N, 3, h, d] plus bias [3, h, d] (float32), for
+  the queries of its last `query_rows` tokens: the output [..., query_rows, h, d] and each query's score max and
+  1 / sum of exp(score - max), both [..., h, query_rows]. Requires `available()`."""
+  _check(qkv, bias)
   *batch, _, _, heads, _ = qkv.shape
   stats = jax.ShapeDtypeStruct((*batch, heads, query_rows), jnp.float32)
   out = jax.ShapeDtypeStruct((*batch, query_rows, *qkv.shape[-2:]), jnp.float32)
   call = jax.ffi.ffi_call("videomae_jax_attention_forward", (out, stats, stats), vmap_method="broadcast_all")
-  return call(qkv, query_rows=np.int64(query_rows), scale=np.float32(scale))
+  return call(qkv, bias, query_rows=np.int64(query_rows), scale=np.float32(scale))
 
 
-def attention_backward(qkv, out, peak, inverse_total, grad_out, query_rows: int, scale: float) -> jax.Array:
-  """The gradient with respect to qkv of `attention_forward`'s output, from its saved output and statistics and
-  the output's cotangent (zero for the q of tokens that were no queries)."""
-  _check(qkv, out, peak, inverse_total, grad_out)
+def attention_backward(qkv, bias, out, peak, inverse_total, grad_out, query_rows: int, scale: float) -> jax.Array:
+  """The gradient with respect to qkv (and, summed over clips and tokens, the bias) of `attention_forward`'s
+  output, from its saved output and statistics and the output's cotangent (zero for the q of tokens that were no
+  queries)."""
+  _check(qkv, bias, out, peak, inverse_total, grad_out)
   call = jax.ffi.ffi_call("videomae_jax_attention_backward", jax.ShapeDtypeStruct(qkv.shape, jnp.float32),
                           vmap_method="broadcast_all")
-  return call(qkv, out, peak, inverse_total, grad_out, query_rows=np.int64(query_rows), scale=np.float32(scale))
+  return call(qkv, bias, out, peak, inverse_total, grad_out, query_rows=np.int64(query_rows),
+              scale=np.float32(scale))

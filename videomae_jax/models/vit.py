@@ -140,9 +140,9 @@ class Attention(nn.Module):
     v_bias = self.param("v_bias", nn.initializers.zeros, (self.width,), jnp.float32)
     # The key bias is a constant zero in the official model: adding it to softmax logits would be a per-query
     # constant, which softmax ignores, so it is never a parameter.
-    bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(qkv.dtype)
-    qkv = (qkv + bias).reshape(batch, tokens, 3, self.num_heads, head_dim)
-    out = attention_from_qkv(qkv, query_rows, self.attention_impl)
+    bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).reshape(3, self.num_heads, head_dim)
+    qkv = qkv.reshape(batch, tokens, 3, self.num_heads, head_dim)
+    out = attention_from_qkv(qkv, query_rows, self.attention_impl, bias)
     out = out.reshape(batch, out.shape[1], self.width)
     return TokenDense(self.width, dtype=self.dtype, kernel_init=self.kernel_init, name="proj")(out)
 

@@ -11,9 +11,10 @@
 // micro-kernel over operands packed once per (clip, head), the softmax a vectorized pass over a block's scores in
 // cache; no [h, N, N] array exists.
 //
-// Layout: the model's fused projection qkv [..., N, 3, h, d] as it is (no slices or transposes; the queries may be
-// its last Nq < N tokens), out and dout [..., Nq, h, d], float32; statistics [..., h, Nq]; the backward's dqkv like
-// qkv. Work is split over (clip, head) (and, forward, blocks of query rows) on
+// Layout: the model's fused projection qkv [..., N, 3, h, d] as it is, before its bias [3, h, d] (q_bias, 0,
+// v_bias), which the kernels add as they pack their operands (no slices, bias pass or transposes; the queries may
+// be the last Nq < N tokens), out and dout [..., Nq, h, d], float32; statistics [..., h, Nq]; the backward's dqkv
+// like qkv (also the bias's gradient, summed over clips and tokens by the caller). Work is split over (clip, head) (and, forward, blocks of query rows) on
 // XLA's intra-op thread pool. Compiled on the machine that runs it (videomae_jax/models/cpu_attention_kernel.py)
 // for that machine's vector width: AVX-512, AVX2 or SSE/NEON, through GCC/Clang vector extensions.
 #include <algorithm>
@@ -252,33 +253,44 @@ typedef std::vector<float, CacheLineAllocator<float>> Buffer;
 // slices copied out of it), the queries being its last Nq tokens (Nq < N: the pretraining decoder's last block).
 struct Shape {
   int64_t clips, tokens, heads, d, nq, nk, dp, tiles, nkp;
+  int64_t clips_per_bias;  // bias [..., 3, h, d]: its leading dims are the leading ones of qkv's (vmap), or none
 };
 
-// Where one (clip, head)'s rows of an operand are: row(clip, token, head) is that token's d values.
+// Where one (clip, head)'s rows of an operand are: row(clip, token, head) is that token's d values, to which
+// bias(clip, head) (d values; none where null) is added.
 struct Rows {
   const float* base;
   int64_t clip_stride, token_stride, d;
+  const float* biases = nullptr;  // [..., 3, h, d] at this part
+  int64_t clips_per_bias = 1, bias_stride = 0;
   const float* row(int64_t clip, int64_t token, int64_t head) const {
     return base + clip * clip_stride + token * token_stride + head * d;
   }
+  const float* bias(int64_t clip, int64_t head) const {
+    return biases == nullptr ? nullptr : biases + clip / clips_per_bias * bias_stride + head * d;
+  }
 };
 
-// Part 0, 1 or 2 (q, k, v) of qkv [..., N, 3, h, d], from token `first` on.
-Rows qkv_rows(const Shape& s, const float* qkv, int part, int64_t first) {
-  const int64_t token_stride = 3 * s.heads * s.d;
-  return Rows{qkv + part * s.heads * s.d + first * token_stride, s.tokens * token_stride, token_stride, s.d};
+// Part 0, 1 or 2 (q, k, v) of qkv [..., N, 3, h, d] from token `first` on, plus that part of bias [..., 3, h, d].
+Rows qkv_rows(const Shape& s, const float* qkv, const float* bias, int part, int64_t first) {
+  const int64_t token_stride = 3 * s.heads * s.d, part_offset = part * s.heads * s.d;
+  return Rows{qkv + part_offset + first * token_stride, s.tokens * token_stride, token_stride, s.d,
+              bias == nullptr ? nullptr : bias + part_offset, s.clips_per_bias, token_stride};
 }
-Rows queries(const Shape& s, const float* qkv) { return qkv_rows(s, qkv, 0, s.tokens - s.nq); }  // the last nq
-Rows keys(const Shape& s, const float* qkv) { return qkv_rows(s, qkv, 1, 0); }
-Rows values(const Shape& s, const float* qkv) { return qkv_rows(s, qkv, 2, 0); }
+Rows queries(const Shape& s, const float* qkv, const float* bias = nullptr) {  // the last nq tokens
+  return qkv_rows(s, qkv, bias, 0, s.tokens - s.nq);
+}
+Rows keys(const Shape& s, const float* qkv, const float* bias = nullptr) { return qkv_rows(s, qkv, bias, 1, 0); }
+Rows values(const Shape& s, const float* qkv, const float* bias = nullptr) { return qkv_rows(s, qkv, bias, 2, 0); }
 
 // out, dout [..., Nq, h, d].
 Rows out_rows(const Shape& s, const float* out) {
   return Rows{out, s.nq * s.heads * s.d, s.heads * s.d, s.d};
 }
 
-ffi::Error read_shape(const ffi::Buffer<ffi::F32>& qkv, int64_t query_rows, Shape* s) {
-  const auto dims = qkv.dimensions();
+ffi::Error read_shape(const ffi::Buffer<ffi::F32>& qkv, const ffi::Buffer<ffi::F32>& bias, int64_t query_rows,
+                      Shape* s) {
+  const auto dims = qkv.dimensions(), bias_dims = bias.dimensions();
   const size_t rank = dims.size();
   if (rank < 4 || dims[rank - 3] != 3)
     return ffi::Error::InvalidArgument("videomae attention: qkv must be [..., N, 3, h, d]");
@@ -294,26 +306,37 @@ ffi::Error read_shape(const ffi::Buffer<ffi::F32>& qkv, int64_t query_rows, Shap
   s->dp = (s->d + W - 1) / W * W;
   s->tiles = (s->nk + kKeyTile - 1) / kKeyTile;
   s->nkp = s->tiles * kKeyTile;
+  // bias [..., 3, h, d]: under vmap it gains the mapped (leading) dims of qkv; each of its [3, h, d] serves a run of
+  // clips_per_bias clips.
+  const size_t bias_rank = bias_dims.size();
+  bool bias_ok = bias_rank >= 3 && bias_rank <= rank - 1;
+  for (size_t i = 0; bias_ok && i < 3; ++i) bias_ok = bias_dims[bias_rank - 1 - i] == dims[rank - 1 - i];
+  for (size_t i = 0; bias_ok && i + 3 < bias_rank; ++i) bias_ok = bias_dims[i] == dims[i];
+  if (!bias_ok) return ffi::Error::InvalidArgument("videomae attention: bias must be [..., 3, h, d] like qkv");
+  s->clips_per_bias = s->clips / std::max<int64_t>(1, bias.element_count() / (3 * s->heads * s->d));
   return ffi::Error::Success();
 }
 
 // One (clip, head)'s keys (or values) as tiles [tiles][dp][kKeyTile], zero padded (the operand of rows_by_keys).
 void pack_key_tiles(const Shape& s, const Rows& x, int64_t clip, int64_t head, float* out) {
   std::fill(out, out + s.nkp * s.dp, 0.0f);
+  const float* bias = x.bias(clip, head);
   for (int64_t j = 0; j < s.nk; ++j) {
     const float* row = x.row(clip, j, head);
     float* tile = out + (j / kKeyTile) * s.dp * kKeyTile + j % kKeyTile;
-    for (int64_t c = 0; c < s.d; ++c) tile[c * kKeyTile] = row[c];
+    for (int64_t c = 0; c < s.d; ++c) tile[c * kKeyTile] = bias == nullptr ? row[c] : row[c] + bias[c];
   }
 }
 
-// Rows first .. first + n of one (clip, head) as [n_padded][dp], zero padded, times `scale`.
+// Rows first .. first + n of one (clip, head) as [n_padded][dp], zero padded, plus bias, times `scale` (in that
+// order, as the XLA path rounds them).
 void pack_rows(const Shape& s, const Rows& x, int64_t clip, int64_t head, int64_t first, int64_t n, int64_t n_padded,
                float scale, float* out) {
   std::fill(out, out + n_padded * s.dp, 0.0f);
+  const float* bias = x.bias(clip, head);
   for (int64_t i = 0; i < n; ++i) {
     const float* row = x.row(clip, first + i, head);
-    for (int64_t c = 0; c < s.d; ++c) out[i * s.dp + c] = row[c] * scale;
+    for (int64_t c = 0; c < s.d; ++c) out[i * s.dp + c] = (bias == nullptr ? row[c] : row[c] + bias[c]) * scale;
   }
 }
 
@@ -417,13 +440,15 @@ void forward_block(const Shape& s, float scale, const Rows& q, const float* k_ti
   }
 }
 
-ffi::Error AttentionForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, int64_t query_rows, float scale,
+ffi::Error AttentionForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<ffi::F32> bias,
+                            int64_t query_rows, float scale,
                             ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> peak,
                             ffi::ResultBuffer<ffi::F32> inverse_total) {
   Shape s;
-  if (ffi::Error error = read_shape(qkv, query_rows, &s); error.failure()) return error;
+  if (ffi::Error error = read_shape(qkv, bias, query_rows, &s); error.failure()) return error;
   if (s.clips * s.heads * s.nq == 0) return ffi::Error::Success();
-  const Rows q = queries(s, qkv.typed_data()), k = keys(s, qkv.typed_data()), v = values(s, qkv.typed_data());
+  const Rows q = queries(s, qkv.typed_data(), bias.typed_data()), k = keys(s, qkv.typed_data(), bias.typed_data());
+  const Rows v = values(s, qkv.typed_data(), bias.typed_data());
   const int64_t heads = s.clips * s.heads, blocks = (s.nq + kQueryBlock - 1) / kQueryBlock, size = s.nkp * s.dp;
   Buffer k_tiles(heads * size), v_rows(heads * size);
   parallel_for(pool, heads, [&](int64_t item) {
@@ -452,12 +477,12 @@ struct BackwardWorkspace {
 // One (clip, head): per block of query rows, p = exp(q k^T - max) / sum; dv += p^T dout; dp = dout v^T;
 // ds = p * (dp - rowsum(dout * out)); dq = ds k * scale; dk += ds^T (q * scale). Writes its dq, dk, dv into
 // dqkv [..., N, 3, h, d]; the dq of tokens that are no queries (the first N - Nq) is zero.
-void backward_head(const Shape& s, float scale, const float* qkv, const float* out, const float* peak,
+void backward_head(const Shape& s, float scale, const float* qkv, const float* bias, const float* out, const float* peak,
                    const float* inverse_total, const float* dout, int64_t clip, int64_t head, float* dqkv,
                    BackwardWorkspace& ws) {
   const int dp = static_cast<int>(s.dp);
   const int64_t size = s.nkp * s.dp;
-  const Rows q = queries(s, qkv), k = keys(s, qkv), v = values(s, qkv);
+  const Rows q = queries(s, qkv, bias), k = keys(s, qkv, bias), v = values(s, qkv, bias);
   const Rows o = out_rows(s, out), dout_view = out_rows(s, dout);
   for (Buffer* b : {&ws.k_tiles, &ws.v_tiles, &ws.k_rows}) b->resize(size);
   for (Buffer* b : {&ws.q, &ws.dout}) b->resize(s.nq * s.dp);
@@ -511,7 +536,7 @@ void backward_head(const Shape& s, float scale, const float* qkv, const float* o
       for (int64_t c = 0; c < s.d; ++c) row[c] = ws.dq[r * s.dp + c] * scale;
     }
   }
-  const Rows no_query = qkv_rows(s, dqkv, 0, 0);  // tokens before the queries: their q gets no gradient
+  const Rows no_query = qkv_rows(s, dqkv, nullptr, 0, 0);  // tokens before the queries: their q gets no gradient
   for (int64_t j = 0; j < s.tokens - s.nq; ++j) std::fill_n(const_cast<float*>(no_query.row(clip, j, head)), s.d, 0.0f);
   for (int64_t j = 0; j < s.nk; ++j) {
     std::memcpy(const_cast<float*>(dk.row(clip, j, head)), ws.dk.data() + j * s.dp, s.d * sizeof(float));
@@ -519,19 +544,20 @@ void backward_head(const Shape& s, float scale, const float* qkv, const float* o
   }
 }
 
-ffi::Error AttentionBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<ffi::F32> out,
+ffi::Error AttentionBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<ffi::F32> bias,
+                             ffi::Buffer<ffi::F32> out,
                              ffi::Buffer<ffi::F32> peak, ffi::Buffer<ffi::F32> inverse_total,
                              ffi::Buffer<ffi::F32> dout, int64_t query_rows, float scale,
                              ffi::ResultBuffer<ffi::F32> dqkv) {
   Shape s;
-  if (ffi::Error error = read_shape(qkv, query_rows, &s); error.failure()) return error;
+  if (ffi::Error error = read_shape(qkv, bias, query_rows, &s); error.failure()) return error;
   if (s.clips * s.heads * s.nq == 0) {
     std::fill(dqkv->typed_data(), dqkv->typed_data() + dqkv->element_count(), 0.0f);
     return ffi::Error::Success();
   }
   parallel_for(pool, s.clips * s.heads, [&](int64_t item) {
     thread_local BackwardWorkspace workspace;
-    backward_head(s, scale, qkv.typed_data(), out.typed_data(), peak.typed_data() + item * s.nq,
+    backward_head(s, scale, qkv.typed_data(), bias.typed_data(), out.typed_data(), peak.typed_data() + item * s.nq,
                   inverse_total.typed_data() + item * s.nq, dout.typed_data(), item / s.heads, item % s.heads,
                   dqkv->typed_data(), workspace);
   });
@@ -544,6 +570,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VideomaeAttentionForward, AttentionForward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()  // qkv
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // bias [3, h, d]
                                   .Attr<int64_t>("query_rows")
                                   .Attr<float>("scale")
                                   .Ret<ffi::Buffer<ffi::F32>>()   // out
@@ -554,6 +581,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VideomaeAttentionBackward, AttentionBackward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()  // qkv
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // bias [3, h, d]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // out
                                   .Arg<ffi::Buffer<ffi::F32>>()  // peak
                                   .Arg<ffi::Buffer<ffi::F32>>()  // inverse_total
