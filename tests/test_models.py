@@ -215,8 +215,8 @@ def test_blocked_attention_equals_textbook_attention_and_its_gradients(tokens, h
   in float32 errs at most 3x what jax's own float32 errs in the outputs, and 5x in the gradients: the flash backward
   recomputes the probabilities from each row's saved max and sum, and takes rowsum(dout * out) for the softmax's
   Jacobian, a few roundings more (measured: outputs alike; dq 3.3e-5 vs 0.94e-5 at 944 tokens where |dq| reaches
-  12.8, 2.6e-6 of it; with the kernel's statistics, computed with other roundings than the backward's q k^T, at
-  most 3.4x). Head width 88 (ViT-g's) is no multiple of the kernel's vector width."""
+  12.8, 2.6e-6 of it; the C++ kernels: outputs 0.7-1.1x, gradients 0.7-2.3x). Head width 88 (ViT-g's) is no
+  multiple of the kernels' vector width."""
   from videomae_jax.models import attention
   shape = (2, tokens, 3, head_dim)
   q, k, v = (2.0 * jax.random.normal(jax.random.key(i), shape) for i in range(3))

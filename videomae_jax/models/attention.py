@@ -185,8 +185,8 @@ def kernel_attention(qkv: jax.Array, query_rows: int, bias: Optional[jax.Array] 
   projection qkv [B, N, 3, h, d] plus bias [3, h, d] (default 0) -> [B, query_rows, h, d], the queries of the last
   `query_rows` tokens attending to all N. The same math as `blocked_attention`, forward and backward; the kernels
   read qkv as it is and add the bias as they pack it (no slices or bias pass), and write qkv's gradient as one
-  array. One CPU core, N = 1568 (ViT-S), same process (`benchmarks/attention.py`): 6 heads forward 28 ms (XLA ops
-  37, PyTorch 27); 3 heads forward + backward 58 ms (XLA ops 71, PyTorch 54-65)."""
+  array. One CPU core, N = 1568 (ViT-S), `benchmarks/attention.py`: at PyTorch's speed forward and backward (6
+  heads forward 28 ms in a quiet hour; 3 heads forward + backward 63 vs 68 ms), the XLA ops 1.25-1.3x slower."""
   dtype = qkv.dtype
   bias = jnp.zeros(qkv.shape[-3:], jnp.float32) if bias is None else bias.astype(jnp.float32)
   return _kernel_attention(qkv.astype(jnp.float32), bias, query_rows).astype(dtype)
