@@ -197,13 +197,20 @@ def _kernel_or_skip():
   return cpu_attention_kernel
 
 
-def test_cpu_attention_kernel_builds_where_there_is_a_compiler():
-  """Where a C++ compiler exists (CI's machines have one), the kernel builds and 'auto' runs it on one CPU device:
-  a broken build must fail here, not fall back silently."""
+def test_cpu_attention_kernel_builds_where_there_is_a_compiler(monkeypatch, tmp_path):
+  """Where a C++ compiler exists (CI's machines have one), the kernels build from an empty cache, a second build is
+  the cached library, and 'auto' runs them on one CPU device: a broken build must fail here, not fall back
+  silently."""
   import shutil
   from videomae_jax.models import attention, cpu_attention_kernel
   if shutil.which(os.environ.get("CXX", "c++")) is None:
     pytest.skip("no C++ compiler here")
+  monkeypatch.setenv("VIDEOMAE_JAX_KERNEL_CACHE", str(tmp_path))
+  library = cpu_attention_kernel.build()
+  assert library.parent == tmp_path and library.stat().st_size > 0
+  assert [p.name for p in tmp_path.iterdir()] == [library.name]          # no partial files left behind
+  built = library.stat().st_mtime_ns
+  assert cpu_attention_kernel.build() == library and library.stat().st_mtime_ns == built   # not rebuilt
   assert cpu_attention_kernel.available()
   assert attention.kernel_by_default() == (jax.device_count() == 1)
 
