@@ -154,17 +154,19 @@ void rows_by_keys(const float* a, int64_t rows, int dp, const float* packed, int
                                  nullptr);
 }
 
-// c[MR][NV * W] (+)= p[MR][n] . b[n][NV * W] (rows of b dp apart).
-template <int MR, int NV, bool kAccumulate>
-inline void rows_by_width_tile(const float* p, int64_t p_stride, const float* b, int dp, int n, float* c) {
+// c[MR][NV * W] (+)= a[MR][n] . b[n][NV * W]: a is p (a[r][j] = p[r * stride + j]) or, kTransposed, p^T
+// (a[r][j] = p[j * stride + r]); b's rows are dp apart, as are c's. The layout is a template argument: as a
+// runtime stride of 1 it cost p^T . b 5%.
+template <int MR, int NV, bool kAccumulate, bool kTransposed>
+inline void by_width_tile(const float* p, int64_t stride, const float* b, int dp, int64_t n, float* c) {
   vf acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = vf{};
-  for (int j = 0; j < n; ++j) {
+  for (int64_t j = 0; j < n; ++j) {
     vf y[NV];
-    for (int v = 0; v < NV; ++v) y[v] = load(b + static_cast<int64_t>(j) * dp + v * W);
+    for (int v = 0; v < NV; ++v) y[v] = load(b + j * dp + v * W);
     for (int r = 0; r < MR; ++r) {
-      const float x = p[r * p_stride + j];
+      const float x = kTransposed ? p[j * stride + r] : p[r * stride + j];
       for (int v = 0; v < NV; ++v) acc[r][v] += x * y[v];
     }
   }
@@ -173,23 +175,25 @@ inline void rows_by_width_tile(const float* p, int64_t p_stride, const float* b,
       store(c + r * dp + v * W, kAccumulate ? load(c + r * dp + v * W) + acc[r][v] : acc[r][v]);
 }
 
+// by_width_tile over the head's width dp: kWidthVectors vectors at a time, then single vectors.
+template <int MR, bool kAccumulate, bool kTransposed>
+void by_width(const float* p, int64_t stride, const float* b, int dp, int64_t n, float* c) {
+  int v = 0;
+  for (; v + kWidthVectors * W <= dp; v += kWidthVectors * W)
+    by_width_tile<MR, kWidthVectors, kAccumulate, kTransposed>(p, stride, b + v, dp, n, c + v);
+  for (; v + W <= dp; v += W) by_width_tile<MR, 1, kAccumulate, kTransposed>(p, stride, b + v, dp, n, c + v);
+}
+
 // c[MR][dp] = p[MR][nk] . b[nk][dp], keys in chunks of kKeyChunk, each summed in registers and added to c: a
 // chunk's rows of b stay in L1, and float32 sums run over ~kKeyChunk + nk / kKeyChunk terms in a row, not nk.
 template <int MR>
 void rows_by_width(const float* p, int64_t p_stride, const float* b, int dp, int nk, float* c) {
   for (int j = 0; j < nk; j += kKeyChunk) {
     const int n = std::min(kKeyChunk, nk - j);
-    const float* pj = p + j;
-    const float* bj = b + static_cast<int64_t>(j) * dp;
-    int v = 0;
     if (j == 0) {
-      for (; v + kWidthVectors * W <= dp; v += kWidthVectors * W)
-        rows_by_width_tile<MR, kWidthVectors, false>(pj, p_stride, bj + v, dp, n, c + v);
-      for (; v + W <= dp; v += W) rows_by_width_tile<MR, 1, false>(pj, p_stride, bj + v, dp, n, c + v);
+      by_width<MR, false, false>(p, p_stride, b, dp, n, c);
     } else {
-      for (; v + kWidthVectors * W <= dp; v += kWidthVectors * W)
-        rows_by_width_tile<MR, kWidthVectors, true>(pj, p_stride, bj + v, dp, n, c + v);
-      for (; v + W <= dp; v += W) rows_by_width_tile<MR, 1, true>(pj, p_stride, bj + v, dp, n, c + v);
+      by_width<MR, true, false>(p + j, p_stride, b + static_cast<int64_t>(j) * dp, dp, n, c);
     }
   }
 }
@@ -202,38 +206,12 @@ void rows_by_width_all(const float* p, int64_t rows, int64_t p_stride, const flo
   for (; r < rows; ++r) rows_by_width<1>(p + r * p_stride, p_stride, b, dp, nk, c + r * dp);
 }
 
-// c[MR keys][NV * W] += sum over rows i of p[i][key] * b[i][NV * W] (p's rows p_stride apart, b's dp apart).
-template <int MR, int NV>
-inline void keys_by_width_tile(const float* p, int64_t p_stride, const float* b, int dp, int64_t rows, float* c) {
-  vf acc[MR][NV];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = vf{};
-  for (int64_t i = 0; i < rows; ++i) {
-    vf y[NV];
-    for (int v = 0; v < NV; ++v) y[v] = load(b + i * dp + v * W);
-    for (int r = 0; r < MR; ++r) {
-      const float x = p[i * p_stride + r];
-      for (int v = 0; v < NV; ++v) acc[r][v] += x * y[v];
-    }
-  }
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) store(c + r * dp + v * W, load(c + r * dp + v * W) + acc[r][v]);
-}
-
-template <int MR>
-void keys_by_width_columns(const float* p, int64_t rows, int64_t nkp, const float* b, int dp, float* c) {
-  int v = 0;
-  for (; v + kWidthVectors * W <= dp; v += kWidthVectors * W)
-    keys_by_width_tile<MR, kWidthVectors>(p, nkp, b + v, dp, rows, c + v);
-  for (; v + W <= dp; v += W) keys_by_width_tile<MR, 1>(p, nkp, b + v, dp, rows, c + v);
-}
-
-// c[nkp][dp] += p[rows][nkp]^T . b[rows][dp].
+// c[nkp][dp] += p[rows][nkp]^T . b[rows][dp]: kKeysByWidth keys (rows of p^T) at a time, summed over the rows.
 void keys_by_width(const float* p, int64_t rows, int64_t nkp, const float* b, int dp, float* c) {
   int64_t j = 0;
   for (; j + kKeysByWidth <= nkp; j += kKeysByWidth)
-    keys_by_width_columns<kKeysByWidth>(p + j, rows, nkp, b, dp, c + j * dp);
-  for (; j < nkp; ++j) keys_by_width_columns<1>(p + j, rows, nkp, b, dp, c + j * dp);
+    by_width<kKeysByWidth, true, true>(p + j, nkp, b, dp, rows, c + j * dp);
+  for (; j < nkp; ++j) by_width<1, true, true>(p + j, nkp, b, dp, rows, c + j * dp);
 }
 
 template <class T>
