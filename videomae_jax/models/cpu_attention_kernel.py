@@ -22,6 +22,7 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 
 SOURCE = pathlib.Path(__file__).parent / "csrc" / "attention_cpu.cc"
@@ -58,8 +59,8 @@ def build() -> pathlib.Path:
   if compiler is None:
     raise KernelUnavailable(f"no C++ compiler found (looked for {os.environ.get('CXX', 'c++')!r}; set $CXX)")
   version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-  key = hashlib.sha256("\n".join([SOURCE.read_text(), version, jax.__version__, jax.lib.__version__ if hasattr(
-      jax.lib, "__version__") else "", _cpu_flags()]).encode()).hexdigest()[:16]
+  key = hashlib.sha256("\n".join([SOURCE.read_text(), version, jax.__version__, jaxlib.__version__,
+                                  _cpu_flags()]).encode()).hexdigest()[:16]
   library = _cache_dir() / f"attention_cpu-{key}.so"
   if library.exists():
     return library
